@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 struct mfs_entry {
-    char *path;                             /* owned; full path from the repo root, no leading '/' */
+    char *path;                             /* owned; path from the repo root, no leading / */
     bool is_dir;                            /* "directory" entries */
     uint64_t size;                          /* real content size in bytes (LFS: the large file's) */
     char oid[41];                           /* git blob sha1 (LFS: of the pointer) or tree sha1 */

@@ -15,6 +15,17 @@
  * Names are exactly as in the checkpoint (they contain dots, never '/').
  * When two files hold the same name, the one the index names wins, else the
  * first file in path order.  Pure data after open; any thread may read it.
+ *
+ * Which files (details in checkpoint.c): model.safetensors, else the
+ * shards of model.safetensors.index.json, else pytorch_model.bin, else the
+ * shards of pytorch_model.bin.index.json (a variant v makes these
+ * model.v.safetensors, model.safetensors.index.v.json, ...).  Other root
+ * *.safetensors files (adapter_model.safetensors, other variants) are not
+ * part of such a checkpoint.  Only when none of those exist and no variant
+ * is asked is every *.safetensors file at the repo root used (shards
+ * without an index, adapter-only repos).  A name that cannot be a file in
+ * tensors/ (empty, ".", "..", containing '/') is left out and logged, and
+ * so is a non-contiguous tensor of a .bin file.
  */
 #ifndef MFS_MODEL_CHECKPOINT_H
 #define MFS_MODEL_CHECKPOINT_H
@@ -76,6 +87,7 @@ struct mfs_ckpt {
 int mfs_ckpt_open(const struct mfs_ckpt_file *files, size_t n, const char *variant,
                   const struct mfs_ckpt_io *io, struct mfs_ckpt **ckptp, struct mfs_err *err);
 
+/* Free *ckptp and set it to NULL.  NULL and *ckptp == NULL are no-ops. */
 void mfs_ckpt_free(struct mfs_ckpt **ckptp);
 
 /* The tensor called name, or NULL. */

@@ -36,7 +36,8 @@ struct mfs_st_tensor {
     enum mfs_st_dtype dtype;
     int ndim;                               /* 0 = scalar */
     uint64_t shape[MFS_ST_MAX_DIMS];        /* outermost first */
-    uint64_t begin;                         /* absolute byte offset in the file (8+N+data_offsets[0]) */
+    uint64_t begin;                         /* absolute byte offset in the file:
+                                               8 + N + data_offsets[0] */
     uint64_t nbytes;                        /* data_offsets[1] - data_offsets[0] */
 };
 
@@ -62,6 +63,7 @@ int mfs_st_header_len(const unsigned char first8[8], uint64_t file_size, uint64_
 int mfs_st_header_parse(const char *name, const char *json, size_t n, uint64_t file_size,
                         struct mfs_st_header *h, struct mfs_err *err);
 
+/* Free what *h owns and zero it.  NULL is a no-op. */
 void mfs_st_header_release(struct mfs_st_header *h);
 
 /* "F32", "BF16", ... as safetensors spells them; parse returns -EINVAL for
@@ -70,5 +72,55 @@ const char *mfs_st_dtype_name(enum mfs_st_dtype d);
 int mfs_st_dtype_parse(const char *s, enum mfs_st_dtype *d);
 /* Bits per element: 4, 6, 8, 16, 32 or 64. */
 unsigned mfs_st_dtype_bits(enum mfs_st_dtype d);
+
+/*
+ * Writing (model/st_write.c): the reference writer's layout
+ * (safetensors/src/tensor.rs prepare + serialize; docs/hub-api.md 10.1):
+ * "__metadata__" first, then tensors sorted by dtype descending in the
+ * enum above (its alignment order), then by name (bytes); compact JSON as
+ * serde_json writes it; the JSON padded with spaces to a multiple of 8, so
+ * the data starts 8-aligned.  A file written from the same tensors is
+ * byte-identical to safetensors.torch.save_file's.
+ */
+struct mfs_st_wtensor {
+    const char *name;                       /* borrowed; UTF-8 */
+    enum mfs_st_dtype dtype;
+    int ndim;                               /* 0 = scalar */
+    uint64_t shape[MFS_ST_MAX_DIMS];        /* outermost first */
+};
+
+struct mfs_buf;
+
+/* OUT: *nbytes, the data bytes of a tensor of this dtype and shape.
+ * -EINVAL: its bits are not a multiple of 8, or the size overflows. */
+int mfs_st_tensor_nbytes(enum mfs_st_dtype dtype, int ndim, const uint64_t *shape,
+                         uint64_t *nbytes, struct mfs_err *err);
+
+/* Build the file's first 8+N bytes for t[0..n) and optional string
+ * metadata (n_meta pairs, written in this order; none: no "__metadata__").
+ * Appends them to out.  OUT: order[0..n) = indices into t in file order
+ * (may be NULL), begin[0..n) = absolute file offset of each t[i]'s data
+ * (may be NULL), *file_size = the whole file's size (may be NULL).
+ * -EINVAL: duplicate name, "__metadata__" as a tensor name, bad shape;
+ * -ENOMEM.  Any thread. */
+int mfs_st_layout(const struct mfs_st_wtensor *t, size_t n, const char *const *meta_keys,
+                  const char *const *meta_values, size_t n_meta, struct mfs_buf *out,
+                  size_t *order, uint64_t *begin, uint64_t *file_size, struct mfs_err *err);
+
+/* Supply bytes [off, off+len) of the data of tensor idx (an index into the
+ * caller's array) into buf.  0 or a negative errno with *err set. */
+typedef int (*mfs_st_fill_fn)(void *ctx, size_t idx, uint64_t off, void *buf, size_t len,
+                              struct mfs_err *err);
+
+/* Write a whole safetensors file to fd (from its current position): the
+ * header of mfs_st_layout(), then each tensor's bytes in file order, pulled
+ * through fill in chunks of at most 4 MiB, so memory stays bounded whatever
+ * the tensor sizes (resharding needs no whole tensor in memory).
+ * OUT: *file_size (may be NULL).  -EIO/-ENOSPC from write(2), errors of
+ * fill and of mfs_st_layout.  On failure the file is partial: the caller
+ * removes it. */
+int mfs_st_write_fd(int fd, const struct mfs_st_wtensor *t, size_t n,
+                    const char *const *meta_keys, const char *const *meta_values, size_t n_meta,
+                    mfs_st_fill_fn fill, void *ctx, uint64_t *file_size, struct mfs_err *err);
 
 #endif

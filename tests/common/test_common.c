@@ -46,7 +46,8 @@ int main(void)
 
     for (i = 0; i < 1000; i++)
         mfs_buf_printf(&b, "%zu,", i);
-    CHECK(b.len == strlen(b.data) && !strncmp(b.data, "0,1,2,", 6), "buf grows, stays NUL-terminated");
+    CHECK(b.len == strlen(b.data) && !strncmp(b.data, "0,1,2,", 6),
+          "buf grows, stays NUL-terminated");
     mfs_buf_release(&b);
     return check_done();
 }
