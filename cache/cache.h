@@ -91,6 +91,49 @@ int mfs_cache_drop(struct mfs_cache *cache, const char *cid, struct mfs_err *err
 int mfs_cache_mark_verified(struct mfs_cache *cache, const char *cid, struct mfs_err *err);
 bool mfs_cache_is_verified(struct mfs_cache *cache, const char *cid);
 
+/* Store consecutive whole chunks first, first+1, ... of cid (blob_size bytes
+ * in all) from data[0, len) in one transaction: len must end on a chunk
+ * boundary or at the blob's end.  Chunks already stored are kept.  This is
+ * how the fetch layer writes one Range GET (cheap: one commit per batch).
+ * -EINVAL (not whole chunks, size disagrees), -ENOSPC, -EIO. */
+int mfs_cache_put_chunks(struct mfs_cache *cache, const char *cid, uint64_t blob_size,
+                         uint64_t first, const void *data, size_t len, struct mfs_err *err);
+
+/* Which of chunks [first, first+count) of cid are stored: present[i] is
+ * set to 1 or 0 for chunk first+i (one query for the whole range).
+ * -EIO on a database failure. */
+int mfs_cache_chunks_present(struct mfs_cache *cache, const char *cid, uint64_t first,
+                             uint64_t count, unsigned char *present, struct mfs_err *err);
+
+/* What the cache holds of one blob. */
+struct mfs_cache_blob_info {
+    uint64_t size;                          /* the blob's size in bytes */
+    uint64_t stored;                        /* chunk bytes held; == size when complete */
+    bool verified;                          /* checksum matched since the last drop/evict */
+    bool pinned;                            /* never evicted */
+};
+
+/* OUT: *info.  -ENODATA: no chunk of cid was ever stored; -EIO. */
+int mfs_cache_blob_info(struct mfs_cache *cache, const char *cid,
+                        struct mfs_cache_blob_info *info, struct mfs_err *err);
+
+/* Pin (or unpin) cid so eviction never deletes its chunks (staged and
+ * unpushed data).  -ENODATA: cid not in the cache. */
+int mfs_cache_pin(struct mfs_cache *cache, const char *cid, bool pinned, struct mfs_err *err);
+
+/* Run SQLite's integrity_check.  0 if it says "ok", else -EIO with its
+ * first complaint (`modelfs cache verify`, crash tests). */
+int mfs_cache_check(struct mfs_cache *cache, struct mfs_err *err);
+
+/* The max_bytes given to mfs_cache_open (0 = no bound), so that readers
+ * can size read-ahead to fit. */
+uint64_t mfs_cache_max_bytes(const struct mfs_cache *cache);
+
+/* A counter that moves whenever chunks are deleted (eviction, drop).  A
+ * reader that remembers facts about stored chunks (fs/fetch.c hashes them
+ * as they arrive) trusts them only while the epoch has not moved. */
+uint64_t mfs_cache_epoch(struct mfs_cache *cache);
+
 struct mfs_cache_stats {
     uint64_t hits;                          /* mfs_cache_get calls answered */
     uint64_t misses;                        /* mfs_cache_get calls that gave -ENODATA */

@@ -14,7 +14,14 @@
  *   - when every chunk of an LFS file has been fetched, its sha256 is
  *     checked once; a mismatch drops the chunks, logs the cause and the
  *     read returns -EIO (never wrong bytes).
+ *   - small files are fetched whole on their first miss (LFS files up to
+ *     1 MiB, regular git files up to 16 MiB) and checked before any byte
+ *     is returned; regular files are checked against their git blob id;
+ *   - read-ahead and whole-file fetches are capped at a quarter of the
+ *     cache's max_bytes, so they never evict what a reader waits for;
  *   - offline: misses are -EIO with "offline and not cached".
+ * Memory: one 1 MiB buffer per GET in flight (at most max_parallel
+ * prefetch GETs, plus the readers' own).
  *
  * Threads: any thread may call any function.
  */
@@ -56,9 +63,17 @@ void mfs_fetch_free(struct mfs_fetch **fp);
  * or fewer only at end of file (0 at or past it).  stream is a per-open
  * handle cookie (e.g. the FUSE fh) used to detect sequential reading; 0
  * means "no prefetch".  -EIO (fetch failed, checksum mismatch, offline
- * miss), -EACCES, -ENOENT (the file vanished on the server). */
+ * miss), -EACCES, -ENOENT (the file vanished on the server), -ENOSPC (the
+ * cache's disk is full), -EISDIR.  Failures are also passed to cfg.log. */
 ssize_t mfs_fetch_read(struct mfs_fetch *f, const struct mfs_entry *e, uint64_t stream,
                        uint64_t off, size_t len, void *buf, struct mfs_err *err);
+
+/* Never prefetch bytes at or past end (an offset in the file) for stream:
+ * set at open of tensors/NAME to the tensor's end in its shard, so that
+ * reading one tensor of S bytes fetches at most about S + 1 MiB.  A stream
+ * with a bound also starts prefetching on its first read, wherever it is.
+ * Any thread; stream 0 is ignored. */
+void mfs_fetch_stream_bound(struct mfs_fetch *f, uint64_t stream, uint64_t end);
 
 /* Forget the sequential-read state of stream (on release). */
 void mfs_fetch_stream_end(struct mfs_fetch *f, uint64_t stream);

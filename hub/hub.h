@@ -8,11 +8,22 @@
  * curl drops it on a redirect to another host (section 4.3).
  *
  * Errors (the lowest layer that knows the cause picks the errno, design.md):
- *   -ENOENT  404 with X-Error-Code RepoNotFound/RevisionNotFound/EntryNotFound
- *   -EACCES  401/403, GatedRepo, private repo without a valid token
+ *   -ENOENT  X-Error-Code RepoNotFound/RevisionNotFound/EntryNotFound, or a
+ *            bare 404.  The Hub answers 401 + RepoNotFound for a repo that is
+ *            missing *or* private when no token is sent (so as not to leak
+ *            that it exists): that is -ENOENT too, and the reason then says
+ *            "(no token given)".
+ *   -EACCES  GatedRepo, a refused token ("Invalid credentials" in
+ *            X-Error-Message), a disabled repo, other 401/403
  *   -EIO     network down, 5xx after retries, a stalled transfer (no byte for
- *            timeout_ms), a short or lying answer (wrong Content-Range, size)
+ *            timeout_ms), a short or lying answer (wrong Content-Range, size),
+ *            malformed or hostile JSON (wrong types, unsafe paths)
  *   -ENETDOWN offline mode: the call would have opened a connection
+ *   -ESHUTDOWN after mfs_hub_shutdown()
+ *   -EINVAL  an invalid repo id (not "[namespace/]name" of [A-Za-z0-9_.-])
+ * Retries: 408/429/5xx and network errors, up to 4 tries with backoff from
+ * 100 ms, never starting one later than timeout_ms after the call last saw a
+ * byte; a range GET broken mid-body resumes with the bytes still missing.
  * The reason names the URL path and the cause (HTTP status, X-Error-Message,
  * curl's error buffer).
  *
@@ -34,7 +45,7 @@
 struct mfs_hub;
 
 struct mfs_hub_cfg {
-    const char *endpoint;                   /* e.g. "https://huggingface.co"; trailing '/' stripped */
+    const char *endpoint;                   /* "https://huggingface.co"; trailing '/' dropped */
     const char *token;                      /* NULL or "" = anonymous */
     const char *repo_type;                  /* "model" (NULL too) or "dataset" */
     long timeout_ms;                        /* stall limit per transfer; 0 = 30000 */

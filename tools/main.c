@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "compute/backend.h"
 #include "tools/cli.h"
 
 static void usage(FILE *f)
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
         return 0;
     }
     /* Before any thread exists (style.md rule 4). */
+    mfs_cpu_process_init(argv);
     sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fputs("modelfs: cannot initialise libcurl\n", stderr);
