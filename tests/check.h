@@ -44,6 +44,34 @@ static inline const char *check_data_dir(void)
     return d && *d ? d : "data";
 }
 
+/* Whole file into memory, NUL-terminated (the NUL not counted in *len);
+ * NULL when it cannot be read.  free() the result. */
+static inline char *check_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+
+    if (len)
+        *len = 0;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n + 1);
+        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+        if (buf) {
+            buf[n] = '\0';
+            if (len)
+                *len = (size_t)n;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
 static inline int check_done(void)
 {
     if (check_count_ == 0) {

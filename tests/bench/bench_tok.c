@@ -16,30 +16,10 @@
 
 #include <cJSON.h>
 
+#include "check.h"
 #include "model/tokenizer.h"
 
-static char *slurp(const char *path, size_t *lenp)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        if (buf) {
-            buf[n] = 0;
-            *lenp = (size_t)n;
-        }
-    }
-    fclose(f);
-    return buf;
-}
+#define slurp check_slurp
 
 static double now_s(void)
 {

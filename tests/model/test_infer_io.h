@@ -99,29 +99,7 @@ static inline int ti_repo_open(struct ti_repo *r, const char *model)
 }
 
 /* Whole file into memory (NUL-terminated); NULL on failure. */
-static inline char *ti_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-        if (buf) {
-            buf[n] = '\0';
-            if (len)
-                *len = (size_t)n;
-        }
-    }
-    fclose(f);
-    return buf;
-}
+#define ti_slurp check_slurp
 
 /* $MFS_DATA/golden/<rel> parsed; NULL on failure. */
 static inline cJSON *ti_golden(const char *rel)

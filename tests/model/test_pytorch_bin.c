@@ -37,27 +37,7 @@ static ssize_t mem_read(void *ctx, uint64_t off, size_t len, void *buf, struct m
     return (ssize_t)len;
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    unsigned char *p = NULL;
-    struct stat st;
-    int fd = open(path, O_RDONLY);
-
-    *len = 0;
-    if (fd < 0)
-        return NULL;
-    if (fstat(fd, &st) == 0) {
-        p = malloc((size_t)st.st_size + 1);
-        if (p && read(fd, p, (size_t)st.st_size) == st.st_size) {
-            *len = (size_t)st.st_size;
-        } else {
-            free(p);
-            p = NULL;
-        }
-    }
-    close(fd);
-    return p;
-}
+#define slurp(path, len) ((unsigned char *)check_slurp((path), (len)))
 
 static cJSON *load_json(const char *rel)
 {

@@ -15,27 +15,7 @@
 #include "common/buf.h"
 #include "model/safetensors.h"
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    unsigned char *p = NULL;
-    struct stat st;
-    int fd = open(path, O_RDONLY);
-
-    *len = 0;
-    if (fd < 0)
-        return NULL;
-    if (fstat(fd, &st) == 0) {
-        p = malloc((size_t)st.st_size + 1);
-        if (p && read(fd, p, (size_t)st.st_size) == st.st_size) {
-            *len = (size_t)st.st_size;
-        } else {
-            free(p);
-            p = NULL;
-        }
-    }
-    close(fd);
-    return p;
-}
+#define slurp(path, len) ((unsigned char *)check_slurp((path), (len)))
 
 /* Parse a whole in-memory file: header length, then header. */
 static int parse_mem(const unsigned char *p, size_t len, struct mfs_st_header *h,

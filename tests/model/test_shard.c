@@ -19,28 +19,7 @@
 #include "model/safetensors.h"
 #include "model/shard.h"
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    unsigned char *p = NULL;
-    struct stat st;
-    int fd = open(path, O_RDONLY);
-
-    *len = 0;
-    if (fd < 0)
-        return NULL;
-    if (fstat(fd, &st) == 0) {
-        p = malloc((size_t)st.st_size + 1);
-        if (p && read(fd, p, (size_t)st.st_size) == st.st_size) {
-            *len = (size_t)st.st_size;
-            p[*len] = '\0';
-        } else {
-            free(p);
-            p = NULL;
-        }
-    }
-    close(fd);
-    return p;
-}
+#define slurp(path, len) ((unsigned char *)check_slurp((path), (len)))
 
 static const char *jstr(const cJSON *o, const char *k)
 {
