@@ -14,7 +14,7 @@ int mfs_cli_umount(int argc, char **argv);   /* tools/cli_mount.c */
 int mfs_cli_push(int argc, char **argv);     /* tools/cli_push.c */
 int mfs_cli_run(int argc, char **argv);      /* tools/cli_run.c */
 int mfs_cli_cache(int argc, char **argv);    /* tools/cli_cache.c: ls | gc | verify */
-int mfs_cli_synth(int argc, char **argv);    /* tools/synth.c: synthetic checkpoints for benchmarks */
+int mfs_cli_synth(int argc, char **argv);    /* tools/synth.c: benchmark checkpoints */
 int mfs_hubd_cli(int argc, char **argv);     /* tools/hubd/cli.c: hub serve | hub import */
 
 #endif

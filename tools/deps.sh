@@ -4,7 +4,7 @@
 set -e
 pkgs="build-essential pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev curl libcjson-dev
 libsqlite3-dev sqlite3 libopenblas-dev libpcre2-dev libmicrohttpd-dev libutf8proc-dev libssl-dev
-attr nodejs npm lighttpd"
+attr nodejs npm lighttpd jq"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
