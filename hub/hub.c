@@ -88,6 +88,10 @@ struct hub_xfer {
     int64_t *last_progress_ms;              /* the call's; moved by every byte */
     bool stalled;                           /* aborted for no progress */
     bool shut;                              /* aborted by mfs_hub_shutdown */
+    /* sends (mfs_hub_send) */
+    const struct mfs_hub_send *send;        /* NULL for GETs */
+    uint64_t sent;                          /* streamed body bytes handed to libcurl */
+    char etag[160];                         /* ETag of the final response */
 };
 
 static int64_t hub_now_ms(void)
@@ -404,6 +408,7 @@ static size_t hub_on_header(char *data, size_t size, size_t nitems, void *ctx)
         x->link_next = NULL;
         x->has_range = false;
         x->retry_after_s = -1;
+        x->etag[0] = '\0';
         return n;
     }
     colon = memchr(data, ':', n);
@@ -416,6 +421,8 @@ static size_t hub_on_header(char *data, size_t size, size_t nitems, void *ctx)
         hub_copy_value(x->error_code, sizeof(x->error_code), v, vlen);
     } else if (klen == 15 && !strncasecmp(data, "x-error-message", 15)) {
         hub_copy_value(x->error_msg, sizeof(x->error_msg), v, vlen);
+    } else if (klen == 4 && !strncasecmp(data, "etag", 4)) {
+        hub_copy_value(x->etag, sizeof(x->etag), v, vlen);
     } else if (klen == 4 && !strncasecmp(data, "link", 4)) {
         free(x->link_next);
         x->link_next = hub_parse_link_next(v, vlen);
@@ -506,6 +513,45 @@ static int hub_on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl
     return 0;
 }
 
+/* Streamed request body: bytes come from the caller's read callback straight
+ * into libcurl's buffer, so a file is never held whole in memory. */
+static size_t hub_on_read(char *buf, size_t size, size_t nitems, void *ctx)
+{
+    struct hub_xfer *x = ctx;
+    const struct mfs_hub_send *s = x->send;
+    struct mfs_err rerr = MFS_ERR_INIT;
+    size_t n = size * nitems;
+    int rc;
+
+    if (n > s->size - x->sent)
+        n = (size_t)(s->size - x->sent);
+    if (n == 0)
+        return 0;
+    rc = s->read(s->read_ctx, s->off + x->sent, n, buf, &rerr);
+    if (rc < 0) {
+        x->sink_rc = rc;
+        snprintf(x->abort_msg, sizeof(x->abort_msg), "%s",
+                 rerr.msg[0] ? rerr.msg : "cannot read the body");
+        return CURL_READFUNC_ABORT;
+    }
+    x->sent += n;
+    *x->last_progress_ms = hub_now_ms();
+    if (s->sent)
+        s->sent(s->sent_ctx, x->sent);
+    return n;
+}
+
+/* libcurl rewinds the body when it must send it again (a redirect). */
+static int hub_on_seek(void *ctx, curl_off_t offset, int origin)
+{
+    struct hub_xfer *x = ctx;
+
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > x->send->size)
+        return CURL_SEEKFUNC_CANTSEEK;
+    x->sent = (uint64_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
 /* The errno for a final HTTP status (hub.h, docs/hub-api.md section 3).  The
  * Hub answers 401 + RepoNotFound for a repo that is missing *or* private when
  * the caller has no (valid) token, so as not to leak its existence: that is
@@ -521,6 +567,20 @@ static int hub_status_errno(long status, const char *code, const char *msg)
     if (status == 401 || status == 403)
         return -EACCES;
     return -EIO;
+}
+
+/* The same for a write (hub_int.h): a write without valid credentials is an
+ * access problem even when the Hub hides the repo behind RepoNotFound, 412
+ * means the branch moved past parentCommit (section 6.6), 409 a conflict. */
+static int hub_send_errno(long status, const char *code, const char *msg)
+{
+    if (status == 401 || status == 403)
+        return -EACCES;
+    if (status == 409)
+        return -EEXIST;
+    if (status == 412)
+        return -ESTALE;
+    return hub_status_errno(status, code, msg);
 }
 
 static bool hub_status_retryable(long status)
@@ -574,6 +634,8 @@ static void hub_body_reason(const struct mfs_buf *body, char *out, size_t cap)
 struct hub_call {
     const char *url;                        /* borrowed */
     const char *what;                       /* subject for messages */
+    const char *verb;                       /* "get" (NULL too), "post", "upload" */
+    struct mfs_hub_send *send;              /* a POST/PUT, else NULL (a GET) */
     /* range GET, else a body */
     bool ranged;
     uint64_t off;
@@ -613,6 +675,26 @@ static void hub_setup(struct mfs_hub *hub, CURL *c, struct hub_xfer *x, struct c
         curl_easy_setopt(c, CURLOPT_RANGE, range);
 }
 
+static void hub_setup_send(CURL *c, struct hub_xfer *x, const struct mfs_hub_send *s)
+{
+    if (s->read) {
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, hub_on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, x);
+        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, hub_on_seek);
+        curl_easy_setopt(c, CURLOPT_SEEKDATA, x);
+        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->size);
+        if (strcmp(s->method, "PUT"))
+            curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, s->method);
+    } else {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, s->len ? s->data : "");
+        if (strcmp(s->method, "POST"))
+            curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, s->method);
+    }
+}
+
 /* One call: attempts until success, a final error, HUB_MAX_TRIES, or the
  * no-progress bound.  Returns 0 or a negative errno with the reason. */
 static int hub_call(struct mfs_hub *hub, struct hub_call *call, struct mfs_err *err)
@@ -626,24 +708,45 @@ static int hub_call(struct mfs_hub *hub, struct hub_call *call, struct mfs_err *
     uint64_t done = 0;                      /* range bytes delivered by earlier attempts */
     long backoff = HUB_BACKOFF_MS;
     int tries = 0;
+    const char *verb = call->verb ? call->verb : "get";
     int rc = -EIO;
 
     if (call->next_url)
         *call->next_url = NULL;
     if (hub->offline)
-        return mfs_err_set(err, -ENETDOWN, "cannot get '%s': offline mode", call->what);
+        return mfs_err_set(err, -ENETDOWN, "cannot %s '%s': offline mode", verb, call->what);
     if (atomic_load(&hub->shutdown))
-        return mfs_err_set(err, -ESHUTDOWN, "cannot get '%s': shutting down", call->what);
+        return mfs_err_set(err, -ESHUTDOWN, "cannot %s '%s': shutting down", verb, call->what);
     h = hub_handle_take(hub);
     if (!h)
         return mfs_err_set(err, -ENOMEM, "hub: out of memory");
     tmp = curl_slist_append(hdrs, "Accept-Encoding: identity");
     if (tmp)
         hdrs = tmp;
-    if (tmp && hub->auth_header) {
+    if (tmp && hub->auth_header && (!call->send || call->send->auth)) {
         tmp = curl_slist_append(hdrs, hub->auth_header);
         if (tmp)
             hdrs = tmp;
+    }
+    if (tmp && call->send) {
+        char line[200];
+
+        /* No "Expect: 100-continue" round trip before a body. */
+        tmp = curl_slist_append(hdrs, "Expect:");
+        if (tmp)
+            hdrs = tmp;
+        if (tmp && call->send->content_type) {
+            snprintf(line, sizeof(line), "Content-Type: %s", call->send->content_type);
+            tmp = curl_slist_append(hdrs, line);
+            if (tmp)
+                hdrs = tmp;
+        }
+        if (tmp && call->send->accept) {
+            snprintf(line, sizeof(line), "Accept: %s", call->send->accept);
+            tmp = curl_slist_append(hdrs, line);
+            if (tmp)
+                hdrs = tmp;
+        }
     }
     if (!tmp) {
         rc = mfs_err_set(err, -ENOMEM, "hub: out of memory");
@@ -675,6 +778,9 @@ static int hub_call(struct mfs_hub *hub, struct hub_call *call, struct mfs_err *
                      x.want_off + x.want_len - 1);
         curl_easy_reset(h->curl);
         hub_setup(hub, h->curl, &x, hdrs, errbuf, call->url, call->ranged ? range : NULL);
+        x.send = call->send;
+        if (call->send)
+            hub_setup_send(h->curl, &x, call->send);
         tries++;
         atomic_fetch_add(&hub->requests, 1);
         cc = curl_easy_perform(h->curl);
@@ -682,27 +788,28 @@ static int hub_call(struct mfs_hub *hub, struct hub_call *call, struct mfs_err *
         if (cc == CURLE_OK && x.status == 0)
             curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &x.status);
         if (x.shut || (cc != CURLE_OK && atomic_load(&hub->shutdown))) {
-            rc = mfs_err_set(err, -ESHUTDOWN, "cannot get '%s': shutting down", call->what);
+            rc = mfs_err_set(err, -ESHUTDOWN, "cannot %s '%s': shutting down", verb, call->what);
         } else if (x.stalled) {
-            rc = mfs_err_set(err, -EIO, "cannot get '%s': no data for %ld ms", call->what,
+            rc = mfs_err_set(err, -EIO, "cannot %s '%s': no data for %ld ms", verb, call->what,
                              hub->timeout_ms);
-        } else if (cc == CURLE_WRITE_ERROR && x.sink_rc < 0) {
-            rc = mfs_err_set(err, x.sink_rc, "cannot get '%s': %s", call->what, x.abort_msg);
+        } else if ((cc == CURLE_WRITE_ERROR || cc == CURLE_ABORTED_BY_CALLBACK) &&
+                   x.sink_rc < 0) {
+            rc = mfs_err_set(err, x.sink_rc, "cannot %s '%s': %s", verb, call->what, x.abort_msg);
         } else if (cc != CURLE_OK) {
-            rc = mfs_err_set(err, -EIO, "cannot get '%s': %s", call->what,
+            rc = mfs_err_set(err, -EIO, "cannot %s '%s': %s", verb, call->what,
                              errbuf[0] ? errbuf : curl_easy_strerror(cc));
             retry = hub_curl_retryable(cc);
         } else if (x.status >= 200 && x.status < 300) {
             if (!call->ranged) {
                 rc = 0;
             } else if (x.status != 206) {
-                rc = mfs_err_set(err, -EIO, "cannot get '%s': server ignored the range",
-                                 call->what);
+                rc = mfs_err_set(err, -EIO, "cannot %s '%s': server ignored the range",
+                                 verb, call->what);
             } else if (done == call->len) {
                 rc = 0;
             } else {
-                rc = mfs_err_set(err, -EIO, "cannot get '%s': short body (%" PRIu64
-                                 " of %" PRIu64 " bytes)", call->what, done, call->len);
+                rc = mfs_err_set(err, -EIO, "cannot %s '%s': short body (%" PRIu64
+                                 " of %" PRIu64 " bytes)", verb, call->what, done, call->len);
                 retry = true;
             }
             if (rc == 0 && call->next_url) {
@@ -717,14 +824,19 @@ static int hub_call(struct mfs_hub *hub, struct hub_call *call, struct mfs_err *
                 snprintf(reason, sizeof(reason), "%s", x.error_msg);
             else if (b)
                 hub_body_reason(b, reason, sizeof(reason));
-            rc = mfs_err_set(err, hub_status_errno(x.status, x.error_code, x.error_msg),
-                             "cannot get '%s': HTTP %ld%s%s%s%s%s", call->what, x.status,
+            rc = mfs_err_set(err, call->send ? hub_send_errno(x.status, x.error_code, x.error_msg)
+                             : hub_status_errno(x.status, x.error_code, x.error_msg),
+                             "cannot %s '%s': HTTP %ld%s%s%s%s%s", verb, call->what, x.status,
                              x.error_code[0] ? " " : "", x.error_code,
                              x.status == 401 && !hub->auth_header ? " (no token given)" : "",
                              reason[0] ? ": " : "", reason);
             retry = hub_status_retryable(x.status);
         }
         free(x.link_next);
+        if (call->send) {
+            call->send->status = x.status;
+            snprintf(call->send->etag, sizeof(call->send->etag), "%s", x.etag);
+        }
         if (rc == 0 || !retry || tries >= HUB_MAX_TRIES)
             break;
         wait_ms = backoff;
@@ -735,7 +847,7 @@ static int hub_call(struct mfs_hub *hub, struct hub_call *call, struct mfs_err *
             break;
         hub_sleep(hub, wait_ms);
         if (atomic_load(&hub->shutdown)) {
-            rc = mfs_err_set(err, -ESHUTDOWN, "cannot get '%s': shutting down", call->what);
+            rc = mfs_err_set(err, -ESHUTDOWN, "cannot %s '%s': shutting down", verb, call->what);
             break;
         }
         backoff *= 2;
@@ -808,4 +920,32 @@ out_release:
     mfs_buf_release(&body);
     mfs_buf_release(&url);
     return rc;
+}
+
+int mfs_hub_send(struct mfs_hub *hub, struct mfs_hub_send *s, struct mfs_err *err)
+{
+    struct mfs_buf local = MFS_BUF_INIT;
+    struct hub_call call = { 0 };
+    int rc;
+
+    s->etag[0] = '\0';
+    s->status = 0;
+    call.url = s->url;
+    call.what = s->what;
+    call.verb = s->read ? "upload" : "post";
+    call.send = s;
+    call.body = s->resp ? s->resp : &local; /* error bodies give the reason */
+    rc = hub_call(hub, &call, err);
+    mfs_buf_release(&local);
+    return rc;
+}
+
+bool mfs_hub_same_origin(const struct mfs_hub *hub, const char *url)
+{
+    const char *ep = hub->endpoint;
+    const char *host = strstr(ep, "://");
+    const char *path = host ? strchr(host + 3, '/') : NULL;
+    size_t n = path ? (size_t)(path - ep) : strlen(ep);
+
+    return !strncmp(url, ep, n) && (url[n] == '/' || url[n] == '\0' || url[n] == '?');
 }

@@ -30,6 +30,9 @@
  * Threads: one struct mfs_hub is shared by all threads; every function may
  * be called concurrently (a pool of easy handles, a share handle for the
  * connection cache and DNS, so connections are kept alive and reused).
+ *
+ * Writes (one Hub commit from a list of operations, repo creation) are in
+ * hub/upload.h, on the same struct mfs_hub.
  */
 #ifndef MFS_HUB_HUB_H
 #define MFS_HUB_HUB_H
