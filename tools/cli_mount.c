@@ -1,18 +1,990 @@
-/* tools/cli_mount.c - stub until its owner lands it. */
+/*
+ * tools/cli_mount.c - `modelfs mount`, `modelfs umount`, and the
+ * mount.fuse3 form `modelfs REPO_ID MOUNTPOINT -o opt1,opt2=val` that
+ * `mount -t fuse.modelfs` and fstab lines run (docs/design.md, Commands).
+ *
+ * Mount: resolve the revision to its commit (pinned for the life of the
+ * mount), get the commit's file list (cache first: a commit never changes),
+ * build the view, mount, serve.  Unless -f, the command forks a daemon and
+ * waits on a pipe until the daemon has answered a stat of the mountpoint
+ * (the mount is usable) or has failed; the daemon's one-line reason becomes
+ * this command's message.  Everything that may start threads or open
+ * SQLite happens in the daemon, after the fork.
+ *
+ * fstab (the -o names of the mount.fuse3 form; each long option of
+ * `modelfs mount` also works as NAME=VALUE with '-' or '_'):
+ *   org/name  /mnt/m  fuse.modelfs  revision=main,endpoint=http://hub:8080,
+ *             cache_dir=/var/cache/modelfs,cache_size=50GB,offline,
+ *             repo_type=model,timeout=30,token_file=/etc/modelfs/token,
+ *             allow_other  0 0
+ * Options modelfs does not know go to FUSE (allow_other, ro...); fstab-only
+ * words (defaults, noauto, user, _netdev, nofail, x-*) are dropped.
+ *
+ * Umount: ask the daemon (its pid is the root's user.modelfs.pid xattr) to
+ * stop: it aborts transfers in flight (mfs_hub_shutdown), ends streaming
+ * control replies and detaches the mount, so the command returns within
+ * seconds even with reads in flight.  A daemon that does not answer is
+ * unmounted with fusermount3 -u (then -z).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "cache/cache.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/size.h"
+#include "fs/fetch.h"
+#include "fs/fuse_ops.h"
+#include "fs/view.h"
+#include "hub/hub.h"
 #include "tools/cli.h"
+
+extern char **environ;
+
+struct mount_opts {
+    char *repo_id;                          /* owned */
+    char *mountpoint;                       /* owned; absolute */
+    char *revision;                         /* owned; "main" by default */
+    char *endpoint;                         /* owned; no trailing '/' */
+    char *token;                            /* owned; NULL = anonymous */
+    char *cache_dir;                        /* owned; absolute */
+    char *repo_type;                        /* owned; "model" or "dataset" */
+    uint64_t cache_size;                    /* bytes, 0 = no bound */
+    long timeout_ms;                        /* read stall bound */
+    bool offline;
+    bool foreground;
+    struct mfs_buf fuse_opts;               /* "-o" options for FUSE, comma-separated */
+};
+
+/* The daemon's shared state for the signal thread and log relay. */
+struct mount_run {
+    struct mfs_hub *hub;
+    struct mfs_fuse *fuse;
+    _Atomic(struct mfs_view *) view;        /* set once built; fetch logs go there */
+    int ready_fd;                           /* pipe to the waiting parent, -1 in -f */
+    pthread_mutex_t mu;                     /* guards done */
+    bool done;                              /* the loop has returned */
+};
+
+static void mount_usage(FILE *f)
+{
+    fputs("usage: modelfs mount [options] REPO_ID MOUNTPOINT\n"
+          "  --revision REV        branch, tag, commit or refs/pr/N (default main), pinned\n"
+          "  --endpoint URL        default $HF_ENDPOINT, else https://huggingface.co\n"
+          "  --token TOKEN         default $HF_TOKEN, else $HF_TOKEN_PATH or $HF_HOME/token\n"
+          "  --token-file FILE     read the token from FILE\n"
+          "  --cache-dir DIR       default $MODELFS_CACHE, else $HF_HOME/modelfs\n"
+          "  --cache-size SIZE     eviction bound for cached bytes (50GB, 20GiB)\n"
+          "  --offline             only what is cached ($HF_HUB_OFFLINE=1 too)\n"
+          "  --repo-type TYPE      model (default) or dataset\n"
+          "  --timeout SECONDS     a read stalled this long fails with EIO (default 30)\n"
+          "  --read-only           (the mount is read-only for now anyway)\n"
+          "  --max-shard-size SIZE accepted for later writes (default 5GB)\n"
+          "  -f                    stay in the foreground\n"
+          "  -o OPT[,OPT...]       the same options as NAME=VALUE, others go to FUSE\n"
+          "mount.fuse3 form: modelfs REPO_ID MOUNTPOINT -o revision=main,cache_dir=...\n"
+          "usage: modelfs umount MOUNTPOINT\n", f);
+}
+
+static void opts_release(struct mount_opts *o)
+{
+    free(o->repo_id);
+    free(o->mountpoint);
+    free(o->revision);
+    free(o->endpoint);
+    free(o->token);
+    free(o->cache_dir);
+    free(o->repo_type);
+    mfs_buf_release(&o->fuse_opts);
+}
+
+static int set_str(char **dst, const char *v)
+{
+    char *c = strdup(v);
+
+    if (!c)
+        return -ENOMEM;
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+/* Per hub-api.md section 1: true iff upper-cased value is 1, ON, YES, TRUE. */
+static bool env_true(const char *name)
+{
+    const char *v = getenv(name);
+
+    return v && (!strcasecmp(v, "1") || !strcasecmp(v, "on") || !strcasecmp(v, "yes") ||
+                 !strcasecmp(v, "true"));
+}
+
+/* The content of a token file without CR/LF and surrounding blanks; NULL if
+ * the file is missing or empty (hub-api.md section 1). */
+static char *read_token_file(const char *path)
+{
+    char buf[4096];
+    size_t n;
+    size_t a = 0;
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return NULL;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && isspace((unsigned char)buf[n - 1]))
+        buf[--n] = '\0';
+    while (a < n && isspace((unsigned char)buf[a]))
+        a++;
+    return buf[a] ? strdup(buf + a) : NULL;
+}
+
+static char *hf_home(void)
+{
+    struct mfs_buf b = MFS_BUF_INIT;
+    const char *v = getenv("HF_HOME");
+
+    if (v && *v)
+        return strdup(v);
+    v = getenv("XDG_CACHE_HOME");
+    if (v && *v)
+        mfs_buf_printf(&b, "%s/huggingface", v);
+    else
+        mfs_buf_printf(&b, "%s/.cache/huggingface", getenv("HOME") ? getenv("HOME") : "/root");
+    return mfs_buf_steal(&b);
+}
+
+/* Names that only mean something to mount(8) or fstab. */
+static bool fstab_only(const char *o)
+{
+    static const char *const words[] = {
+        "defaults", "auto", "noauto", "user", "nouser", "users", "_netdev", "nofail",
+        "owner", "group",
+    };
+    size_t i;
+
+    if (!strncmp(o, "x-", 2) || !strncmp(o, "comment=", 8))
+        return true;
+    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (!strcmp(o, words[i]))
+            return true;
+    return false;
+}
+
+static int apply_opt(struct mount_opts *o, const char *name, const char *val, bool *token_set,
+                     struct mfs_err *err);
+
+/* Split "a,b=c" and apply each; unknown ones go to o->fuse_opts. */
+static int apply_o(struct mount_opts *o, const char *list, bool *token_set, struct mfs_err *err)
+{
+    char *copy = strdup(list);
+    char *save = NULL;
+    char *tok;
+    int rc = 0;
+
+    if (!copy)
+        return mfs_err_set(err, -ENOMEM, "out of memory");
+    for (tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
+        char name[64];
+        char *eq = strchr(tok, '=');
+        size_t nlen = eq ? (size_t)(eq - tok) : strlen(tok);
+        size_t i;
+
+        if (!*tok || fstab_only(tok))
+            continue;
+        if (nlen >= sizeof(name)) {
+            rc = mfs_err_set(err, -EINVAL, "bad option '%s'", tok);
+            break;
+        }
+        for (i = 0; i < nlen; i++)
+            name[i] = tok[i] == '_' ? '-' : tok[i];
+        name[nlen] = '\0';
+        rc = apply_opt(o, name, eq ? eq + 1 : NULL, token_set, err);
+        if (rc == 1) {                      /* not ours: FUSE's */
+            rc = 0;
+            if ((o->fuse_opts.len && mfs_buf_puts(&o->fuse_opts, ",") < 0) ||
+                mfs_buf_puts(&o->fuse_opts, tok) < 0)
+                rc = mfs_err_set(err, -ENOMEM, "out of memory");
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+/* Apply option name (without dashes) with value val (NULL for flags).
+ * Returns 0, 1 when the name is not a modelfs option, or -EINVAL. */
+static int apply_opt(struct mount_opts *o, const char *name, const char *val, bool *token_set,
+                     struct mfs_err *err)
+{
+    static const char *const valued[] = {
+        "revision", "endpoint", "token", "token-file", "cache-dir", "cache-size", "repo-type",
+        "timeout", "max-shard-size",
+    };
+    bool needs_val = false;
+    uint64_t bytes;
+    char *end;
+    size_t i;
+    int rc = 0;
+
+    for (i = 0; i < sizeof(valued) / sizeof(valued[0]); i++)
+        if (!strcmp(name, valued[i]))
+            needs_val = true;
+    if (needs_val && (!val || !*val))
+        return mfs_err_set(err, -EINVAL, "option '%s' needs a value", name);
+    if (!strcmp(name, "revision")) {
+        rc = set_str(&o->revision, val);
+    } else if (!strcmp(name, "endpoint")) {
+        rc = set_str(&o->endpoint, val);
+    } else if (!strcmp(name, "token")) {
+        rc = set_str(&o->token, val);
+        *token_set = true;
+    } else if (!strcmp(name, "token-file")) {
+        free(o->token);
+        o->token = read_token_file(val);
+        if (!o->token)
+            return mfs_err_set(err, -EINVAL, "cannot read a token from '%s'", val);
+        *token_set = true;
+    } else if (!strcmp(name, "cache-dir")) {
+        rc = set_str(&o->cache_dir, val);
+    } else if (!strcmp(name, "cache-size")) {
+        rc = mfs_size_parse(val, MFS_SIZE_BINARY, &bytes, err);
+        if (rc < 0)
+            return rc;
+        o->cache_size = bytes;
+    } else if (!strcmp(name, "repo-type")) {
+        if (strcmp(val, "model") && strcmp(val, "dataset"))
+            return mfs_err_set(err, -EINVAL, "bad repo type '%s': use model or dataset", val);
+        rc = set_str(&o->repo_type, val);
+    } else if (!strcmp(name, "timeout")) {
+        double s = strtod(val, &end);
+
+        if (end == val || *end || !(s > 0) || s > 86400)
+            return mfs_err_set(err, -EINVAL, "bad timeout '%s': seconds, more than 0", val);
+        o->timeout_ms = (long)(s * 1000.0);
+    } else if (!strcmp(name, "max-shard-size")) {
+        rc = mfs_size_parse(val, 0, &bytes, err);
+        if (rc < 0)
+            return rc;
+    } else if (!strcmp(name, "offline")) {
+        o->offline = true;
+    } else if (!strcmp(name, "read-only")) {
+        /* The mount refuses writes to repo files whatever this says. */
+    } else if (!strcmp(name, "foreground")) {
+        o->foreground = true;
+    } else if (!strcmp(name, "create") || !strcmp(name, "private")) {
+        return mfs_err_set(err, -EINVAL, "'--%s' is not supported yet", name);
+    } else {
+        return 1;
+    }
+    return rc < 0 ? mfs_err_set(err, rc, "out of memory") : 0;
+}
+
+static int parse_args(int argc, char **argv, struct mount_opts *o, struct mfs_err *err)
+{
+    const char *pos[2] = { NULL, NULL };
+    bool token_set = false;
+    char *home = NULL;
+    char path[PATH_MAX];
+    int npos = 0;
+    int i;
+    int rc = 0;
+
+    mfs_buf_init(&o->fuse_opts);
+    o->timeout_ms = 30000;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (!strcmp(a, "-f")) {
+            o->foreground = true;
+        } else if (!strcmp(a, "-o")) {
+            if (i + 1 >= argc)
+                return mfs_err_set(err, -EINVAL, "-o needs options");
+            rc = apply_o(o, argv[++i], &token_set, err);
+        } else if (!strncmp(a, "-o", 2)) {
+            rc = apply_o(o, a + 2, &token_set, err);
+        } else if (!strncmp(a, "--", 2) && a[2]) {
+            char name[64];
+            const char *eq = strchr(a, '=');
+            size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            const char *val = eq ? eq + 1 : NULL;
+
+            if (n >= sizeof(name))
+                return mfs_err_set(err, -EINVAL, "unknown option '%s'", a);
+            memcpy(name, a + 2, n);
+            name[n] = '\0';
+            if (!eq && i + 1 < argc && strcmp(name, "offline") && strcmp(name, "read-only") &&
+                strcmp(name, "foreground") && strcmp(name, "create") && strcmp(name, "private"))
+                val = argv[++i];
+            rc = apply_opt(o, name, val, &token_set, err);
+            if (rc == 1)
+                return mfs_err_set(err, -EINVAL, "unknown option '%s'", a);
+        } else if (a[0] == '-' && a[1]) {
+            return mfs_err_set(err, -EINVAL, "unknown option '%s'", a);
+        } else if (npos < 2) {
+            pos[npos++] = a;
+        } else {
+            return mfs_err_set(err, -EINVAL, "too many arguments ('%s')", a);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (npos != 2)
+        return mfs_err_set(err, -EINVAL, "expected REPO_ID and MOUNTPOINT");
+    /* mount.fuse3's old "type#source" spelling. */
+    if (!strncmp(pos[0], "modelfs#", 8))
+        pos[0] += 8;
+    if (!pos[0][0] || pos[0][0] == '/' || strstr(pos[0], "..") || strstr(pos[0], "--"))
+        return mfs_err_set(err, -EINVAL, "bad repo id '%s'", pos[0]);
+    if (!realpath(pos[1], path))
+        return mfs_err_set(err, -errno, "cannot mount on '%s': %s", pos[1], strerror(errno));
+    if (set_str(&o->repo_id, pos[0]) < 0 || set_str(&o->mountpoint, path) < 0)
+        return mfs_err_set(err, -ENOMEM, "out of memory");
+    if (!o->revision && set_str(&o->revision, "main") < 0)
+        return mfs_err_set(err, -ENOMEM, "out of memory");
+    if (!o->repo_type && set_str(&o->repo_type, "model") < 0)
+        return mfs_err_set(err, -ENOMEM, "out of memory");
+    if (!o->endpoint) {
+        const char *e = getenv("HF_ENDPOINT");
+
+        if (set_str(&o->endpoint, e && *e ? e : "https://huggingface.co") < 0)
+            return mfs_err_set(err, -ENOMEM, "out of memory");
+    }
+    while (strlen(o->endpoint) > 1 && o->endpoint[strlen(o->endpoint) - 1] == '/')
+        o->endpoint[strlen(o->endpoint) - 1] = '\0';
+    if (env_true("HF_HUB_OFFLINE") || env_true("TRANSFORMERS_OFFLINE"))
+        o->offline = true;
+    home = hf_home();
+    if (!home)
+        return mfs_err_set(err, -ENOMEM, "out of memory");
+    if (!token_set) {
+        const char *t = getenv("HF_TOKEN");
+
+        if (!t || !*t)
+            t = getenv("HUGGING_FACE_HUB_TOKEN");
+        if (t && *t) {
+            rc = set_str(&o->token, t);
+        } else {
+            const char *tp = getenv("HF_TOKEN_PATH");
+            struct mfs_buf b = MFS_BUF_INIT;
+
+            if (tp && *tp) {
+                o->token = read_token_file(tp);
+            } else if (mfs_buf_printf(&b, "%s/token", home) == 0) {
+                o->token = read_token_file(b.data);
+            }
+            mfs_buf_release(&b);
+        }
+    }
+    if (rc == 0 && !o->cache_dir) {
+        const char *c = getenv("MODELFS_CACHE");
+        struct mfs_buf b = MFS_BUF_INIT;
+
+        if (c && *c)
+            rc = set_str(&o->cache_dir, c);
+        else if (mfs_buf_printf(&b, "%s/modelfs", home) == 0)
+            o->cache_dir = mfs_buf_steal(&b);
+        else
+            rc = -ENOMEM;
+        mfs_buf_release(&b);
+    }
+    free(home);
+    if (rc < 0 || !o->cache_dir)
+        return mfs_err_set(err, -ENOMEM, "out of memory");
+    /* The daemon runs in '/': make a relative cache dir absolute now. */
+    if (o->cache_dir[0] != '/') {
+        struct mfs_buf b = MFS_BUF_INIT;
+
+        if (!getcwd(path, sizeof(path)) || mfs_buf_printf(&b, "%s/%s", path, o->cache_dir) < 0)
+            return mfs_err_set(err, -ENOMEM, "cannot make '%s' absolute", o->cache_dir);
+        free(o->cache_dir);
+        o->cache_dir = mfs_buf_steal(&b);
+        if (!o->cache_dir)
+            return mfs_err_set(err, -ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* ---- the daemon ------------------------------------------------------------ */
+
+static void relay_log(void *ctx, const char *path, const struct mfs_err *err)
+{
+    struct mount_run *run = ctx;
+    struct mfs_view *view = atomic_load(&run->view);
+
+    if (view)
+        mfs_view_log_path(view, path, err);
+}
+
+static void report(int fd, const char *msg)
+{
+    size_t n = strlen(msg);
+    ssize_t w;
+
+    if (fd < 0)
+        return;
+    while (n > 0) {
+        w = write(fd, msg, n);
+        if (w <= 0)
+            break;
+        msg += w;
+        n -= (size_t)w;
+    }
+}
+
+static void on_ready(void *ctx, int rc)
+{
+    struct mount_run *run = ctx;
+    char line[300];
+    int fd = run->ready_fd;
+    int devnull;
+
+    if (rc < 0) {
+        snprintf(line, sizeof(line), "ERR the mount does not answer: %s\n", strerror(-rc));
+        if (fd < 0)
+            fprintf(stderr, "modelfs: %s", line + 4);
+        mfs_fuse_exit(run->fuse);           /* the caller is told it failed: go away */
+    } else {
+        snprintf(line, sizeof(line), "OK\n");
+    }
+    report(fd, line);
+    if (fd >= 0) {
+        close(fd);
+        run->ready_fd = -1;
+        /* Detach from the terminal of the command that started us. */
+        devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+            if (devnull > 2)
+                close(devnull);
+        }
+    }
+}
+
+/* Set by the handler of SIGTERM/SIGINT/SIGHUP when one reaches a thread
+ * that has them unblocked (a library's own thread); the only mutable
+ * file-scope state, as style.md rule 4 allows for signal handlers. */
+static volatile sig_atomic_t stop_signalled;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_signalled = 1;
+}
+
+static void *signal_main(void *p)
+{
+    struct mount_run *run = p;
+    struct timespec tick = { 0, 200 * 1000000L };
+    sigset_t set;
+    bool done = false;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    /* The signals are blocked in every thread we start, so sigtimedwait
+     * takes them here; the tick also notices the handler's flag and the
+     * loop's end. */
+    for (;;) {
+        if (sigtimedwait(&set, NULL, &tick) > 0 || stop_signalled)
+            break;
+        pthread_mutex_lock(&run->mu);
+        done = run->done;
+        pthread_mutex_unlock(&run->mu);
+        if (done)
+            return NULL;
+    }
+    /* Unblock everything first, then detach: reads in flight fail fast
+     * with EIO, streaming replies end, and the loop sees the unmount. */
+    mfs_view_shutdown(atomic_load(&run->view));
+    if (run->hub)
+        mfs_hub_shutdown(run->hub);
+    pthread_mutex_lock(&run->mu);
+    done = run->done;
+    pthread_mutex_unlock(&run->mu);
+    if (!done)
+        mfs_fuse_exit(run->fuse);
+    return NULL;
+}
+
+static bool is_commit(const char *rev)
+{
+    return strlen(rev) == 40 && mfs_hash_is_hex(rev, 40);
+}
+
+static int resolve(const struct mount_opts *o, struct mfs_hub *hub, struct mfs_cache *cache,
+                   char commit[41], int64_t *commit_time, struct mfs_entry **entries, size_t *n,
+                   struct mfs_err *err)
+{
+    struct mfs_cache_repo repo = { o->endpoint, o->repo_type, o->repo_id };
+    struct mfs_hub_repo_info info;
+    int rc;
+
+    *commit_time = 0;
+    if (!hub) {
+        if (is_commit(o->revision)) {
+            snprintf(commit, 41, "%s", o->revision);
+        } else {
+            rc = mfs_cache_ref_get(cache, &repo, o->revision, commit, err);
+            if (rc == -ENODATA)
+                return mfs_err_set(err, -ENOENT, "offline, and '%s' at '%s' is not cached",
+                                   o->repo_id, o->revision);
+            if (rc < 0)
+                return rc;
+        }
+    } else {
+        rc = mfs_hub_repo_info(hub, o->repo_id, o->revision, &info, err);
+        if (rc < 0)
+            return rc;
+        snprintf(commit, 41, "%s", info.commit);
+        *commit_time = info.last_modified;
+        mfs_cache_ref_put(cache, &repo, o->revision, commit, NULL);
+    }
+    rc = mfs_cache_tree_get(cache, &repo, commit, entries, n, commit_time, err);
+    if (rc == 0)
+        return 0;
+    if (rc != -ENODATA)
+        return rc;
+    mfs_err_clear(err);
+    if (!hub)
+        return mfs_err_set(err, -ENOENT, "offline, and the file list of '%s' at %s is not cached",
+                           o->repo_id, commit);
+    rc = mfs_hub_tree(hub, o->repo_id, commit, entries, n, err);
+    if (rc < 0)
+        return rc;
+    if (*commit_time == 0)
+        *commit_time = (int64_t)time(NULL);
+    mfs_cache_tree_put(cache, &repo, commit, *commit_time, *entries, *n, NULL);
+    return 0;
+}
+
+/* Build everything, mount, serve until unmounted.  Returns 0 or -errno
+ * with the reason in *err (already reported on ready_fd when set). */
+static int serve(const struct mount_opts *o, int ready_fd, struct mfs_err *err)
+{
+    struct mount_run run;
+    struct mfs_hub_cfg hcfg = { 0 };
+    struct mfs_fetch_cfg fcfg = { 0 };
+    struct mfs_view_cfg vcfg = { 0 };
+    struct mfs_cache *cache = NULL;
+    struct mfs_fetch *fetch = NULL;
+    struct mfs_view *view = NULL;
+    struct mfs_entry *entries = NULL;
+    size_t n = 0;
+    char commit[41] = "";
+    int64_t commit_time = 0;
+    pthread_t sig_tid;
+    bool have_sig = false;
+    sigset_t set;
+    int rc;
+
+    memset(&run, 0, sizeof(run));
+    pthread_mutex_init(&run.mu, NULL);
+    atomic_init(&run.view, NULL);
+    run.ready_fd = ready_fd;
+    /* Every thread started from here on inherits the mask; only the signal
+     * thread takes these signals. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    {
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+    }
+
+    rc = mfs_cache_open(o->cache_dir, o->cache_size, &cache, err);
+    if (rc < 0)
+        goto out_report;
+    if (!o->offline) {
+        hcfg.endpoint = o->endpoint;
+        hcfg.token = o->token;
+        hcfg.repo_type = o->repo_type;
+        hcfg.timeout_ms = o->timeout_ms;
+        rc = mfs_hub_new(&hcfg, &run.hub, err);
+        if (rc < 0)
+            goto out_close_cache;
+    }
+    rc = resolve(o, run.hub, cache, commit, &commit_time, &entries, &n, err);
+    if (rc < 0)
+        goto out_free_hub;
+    fcfg.hub = run.hub;
+    fcfg.cache = cache;
+    fcfg.repo_id = o->repo_id;
+    fcfg.commit = commit;
+    fcfg.log = relay_log;
+    fcfg.log_ctx = &run;
+    rc = mfs_fetch_new(&fcfg, &fetch, err);
+    if (rc < 0)
+        goto out_free_entries;
+    vcfg.repo_id = o->repo_id;
+    vcfg.revision = o->revision;
+    vcfg.commit = commit;
+    vcfg.commit_time = commit_time;
+    vcfg.entries = entries;
+    vcfg.n_entries = n;
+    vcfg.fetch = fetch;
+    vcfg.cache = cache;
+    vcfg.hub = run.hub;
+    vcfg.uid = (uint32_t)getuid();
+    vcfg.gid = (uint32_t)getgid();
+    rc = mfs_view_new(&vcfg, &view, err);
+    if (rc < 0)
+        goto out_free_fetch;
+    atomic_store(&run.view, view);
+    rc = mfs_fuse_new(view, o->repo_id, o->fuse_opts.data, &run.fuse, err);
+    if (rc < 0)
+        goto out_free_view;
+    rc = mfs_fuse_mount(run.fuse, o->mountpoint, err);
+    if (rc < 0)
+        goto out_free_fuse;
+    if (pthread_create(&sig_tid, NULL, signal_main, &run) == 0)
+        have_sig = true;
+    if (o->foreground)
+        fprintf(stderr, "modelfs: '%s' at %s mounted on %s\n", o->repo_id, commit,
+                o->mountpoint);
+    rc = mfs_fuse_run(run.fuse, 32, on_ready, &run, err);
+    pthread_mutex_lock(&run.mu);
+    run.done = true;
+    pthread_mutex_unlock(&run.mu);
+    if (have_sig)
+        pthread_join(sig_tid, NULL);        /* it sees done within a tick */
+    /* Stop workers that might still call into the hub. */
+    mfs_view_shutdown(view);
+    if (run.hub)
+        mfs_hub_shutdown(run.hub);
+out_free_fuse:
+    mfs_fuse_free(&run.fuse);
+out_free_view:
+    atomic_store(&run.view, NULL);
+    mfs_view_free(&view);
+out_free_fetch:
+    mfs_fetch_free(&fetch);
+out_free_entries:
+    mfs_entries_free(entries, n);
+out_free_hub:
+    mfs_hub_free(&run.hub);
+out_close_cache:
+    mfs_cache_close(&cache);
+out_report:
+    if (rc < 0 && run.ready_fd >= 0) {
+        char line[MFS_ERR_MSG_SIZE + 16];
+
+        snprintf(line, sizeof(line), "ERR %s\n", err && err->msg[0] ? err->msg : strerror(-rc));
+        report(run.ready_fd, line);
+    }
+    pthread_mutex_destroy(&run.mu);
+    return rc;
+}
 
 int mfs_cli_mount(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "modelfs: '%s' is not implemented yet\n", argv[0]);
+    struct mount_opts o;
+    struct mfs_err err = MFS_ERR_INIT;
+    char buf[MFS_ERR_MSG_SIZE + 16];
+    size_t got = 0;
+    int fds[2];
+    pid_t pid;
+    int status;
+    int rc;
+
+    memset(&o, 0, sizeof(o));
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        mount_usage(stdout);
+        return 0;
+    }
+    rc = parse_args(argc, argv, &o, &err);
+    if (rc < 0) {
+        fprintf(stderr, "modelfs: %s\n", err.msg);
+        if (rc == -EINVAL) {
+            mount_usage(stderr);
+            opts_release(&o);
+            return 2;
+        }
+        opts_release(&o);
+        return 1;
+    }
+    if (o.foreground) {
+        rc = serve(&o, -1, &err);
+        if (rc < 0)
+            fprintf(stderr, "modelfs: cannot mount '%s': %s\n", o.repo_id, err.msg);
+        opts_release(&o);
+        return rc < 0 ? 1 : 0;
+    }
+    if (pipe(fds) != 0) {
+        fprintf(stderr, "modelfs: cannot mount '%s': %s\n", o.repo_id, strerror(errno));
+        opts_release(&o);
+        return 1;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "modelfs: cannot mount '%s': fork: %s\n", o.repo_id, strerror(errno));
+        opts_release(&o);
+        return 1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        setsid();
+        if (chdir("/") != 0)
+            _exit(1);
+        rc = serve(&o, fds[1], &err);
+        opts_release(&o);
+        _exit(rc < 0 ? 1 : 0);
+    }
+    close(fds[1]);
+    while (got < sizeof(buf) - 1) {
+        ssize_t r = read(fds[0], buf + got, sizeof(buf) - 1 - got);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (memchr(buf, '\n', got))
+            break;
+    }
+    close(fds[0]);
+    buf[got] = '\0';
+    if (got >= 3 && !strncmp(buf, "OK\n", 3)) {
+        opts_release(&o);
+        return 0;
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    if (!strncmp(buf, "ERR ", 4))
+        fprintf(stderr, "modelfs: cannot mount '%s': %s\n", o.repo_id, buf + 4);
+    else
+        fprintf(stderr, "modelfs: cannot mount '%s': the daemon exited\n", o.repo_id);
+    waitpid(pid, &status, 0);
+    opts_release(&o);
     return 1;
+}
+
+/* ---- umount ----------------------------------------------------------------- */
+
+static bool is_mounted(const char *mnt)
+{
+    char line[8192];
+    bool found = false;
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        /* "id parent maj:min root MOUNTPOINT ...": field 5, octal-escaped. */
+        char *p = line;
+        char point[PATH_MAX];
+        size_t k = 0;
+        int field;
+
+        for (field = 1; field < 5 && p; field++) {
+            p = strchr(p, ' ');
+            if (p)
+                p++;
+        }
+        if (!p)
+            continue;
+        while (*p && *p != ' ' && k < sizeof(point) - 1) {
+            if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] && p[3]) {
+                point[k++] = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+                p += 4;
+            } else {
+                point[k++] = *p++;
+            }
+        }
+        point[k] = '\0';
+        found = !strcmp(point, mnt);
+    }
+    fclose(f);
+    return found;
+}
+
+static int run_fusermount(const char *mnt, bool lazy)
+{
+    char *argv_l[] = { "fusermount3", "-u", "-z", (char *)mnt, NULL };
+    char *argv_n[] = { "fusermount3", "-u", (char *)mnt, NULL };
+    pid_t pid;
+    int status;
+
+    if (posix_spawnp(&pid, "fusermount3", NULL, NULL, lazy ? argv_l : argv_n, environ) != 0)
+        return -ENOENT;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -EBUSY;
+    return 0;
+}
+
+/* True while pid runs: a zombie (exited, not yet reaped by whoever
+ * adopted it) counts as gone. */
+static bool pid_alive(pid_t pid)
+{
+    char path[64];
+    char line[512];
+    const char *p;
+    FILE *f;
+    bool alive;
+
+    if (kill(pid, 0) != 0)
+        return false;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return false;
+    alive = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    p = alive ? strrchr(line, ')') : NULL;
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+    nanosleep(&ts, NULL);
+}
+
+/* The daemon's pid from the root's user.modelfs.pid xattr into buf
+ * (size bytes), or -1.  The getxattr runs in a child process: a daemon that
+ * does not answer within 3 s counts as none, and the child (blocked in a
+ * FUSE request, which SIGKILL ends) is killed, so nothing of ours stays
+ * stuck on the mount. */
+static ssize_t probe_pid_xattr(const char *mnt, char *buf, size_t size)
+{
+    struct pollfd pfd;
+    char value[32];
+    ssize_t n = -1;
+    int fds[2];
+    pid_t child;
+    int status;
+
+    if (pipe(fds) != 0)
+        return -1;
+    child = fork();
+    if (child < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (child == 0) {
+        ssize_t got;
+
+        close(fds[0]);
+        got = getxattr(mnt, "user.modelfs.pid", value, sizeof(value) - 1);
+        if (got > 0 && write(fds[1], value, (size_t)got) != got)
+            _exit(1);
+        _exit(got > 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    pfd.fd = fds[0];
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, 3000) == 1) {
+        n = read(fds[0], value, sizeof(value) - 1);
+        if (n > 0 && (size_t)n < size)
+            memcpy(buf, value, (size_t)n);
+        else
+            n = -1;
+    }
+    close(fds[0]);
+    kill(child, SIGKILL);                   /* harmless when it is done */
+    waitpid(child, &status, 0);
+    return n;
 }
 
 int mfs_cli_umount(int argc, char **argv)
 {
-    (void)argc;
-    fprintf(stderr, "modelfs: '%s' is not implemented yet\n", argv[0]);
+    const char *arg = NULL;
+    char mnt[PATH_MAX];
+    char pidbuf[32];
+    ssize_t n;
+    pid_t pid = 0;
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            mount_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--discard"))
+            continue;                       /* nothing is ever staged yet */
+        if (argv[i][0] == '-' || arg) {
+            fprintf(stderr, "modelfs: usage: modelfs umount [--discard] MOUNTPOINT\n");
+            return 2;
+        }
+        arg = argv[i];
+    }
+    if (!arg) {
+        fprintf(stderr, "modelfs: usage: modelfs umount [--discard] MOUNTPOINT\n");
+        return 2;
+    }
+    /* realpath would stat through a dead mount (ENOTCONN); a plain
+     * absolute path is enough for /proc/self/mountinfo. */
+    if (arg[0] == '/') {
+        snprintf(mnt, sizeof(mnt), "%s", arg);
+    } else {
+        char cwd[PATH_MAX];
+
+        if (!getcwd(cwd, sizeof(cwd))) {
+            fprintf(stderr, "modelfs: cannot unmount '%s': %s\n", arg, strerror(errno));
+            return 1;
+        }
+        snprintf(mnt, sizeof(mnt), "%s/%s", cwd, arg);
+    }
+    while (strlen(mnt) > 1 && mnt[strlen(mnt) - 1] == '/')
+        mnt[strlen(mnt) - 1] = '\0';
+    if (!is_mounted(mnt)) {
+        fprintf(stderr, "modelfs: cannot unmount '%s': not mounted\n", arg);
+        return 1;
+    }
+    n = probe_pid_xattr(mnt, pidbuf, sizeof(pidbuf));
+    if (n > 0) {
+        char *end;
+        unsigned long long v;
+
+        pidbuf[n] = '\0';
+        v = strtoull(pidbuf, &end, 10);
+        if (end != pidbuf && *end == '\0' && v > 1 && v < (unsigned long long)INT_MAX)
+            pid = (pid_t)v;
+    }
+    if (pid > 0 && kill(pid, SIGTERM) == 0) {
+        for (i = 0; i < 100 && is_mounted(mnt); i++)
+            sleep_ms(50);
+        /* Give the daemon a moment to finish its own clean-up (cache). */
+        for (i = 0; i < 100 && pid_alive(pid); i++)
+            sleep_ms(50);
+        if (!is_mounted(mnt))
+            return 0;
+    }
+    if (run_fusermount(mnt, false) == 0 || run_fusermount(mnt, true) == 0)
+        return 0;
+    fprintf(stderr, "modelfs: cannot unmount '%s': fusermount3 failed\n", arg);
     return 1;
 }

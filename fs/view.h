@@ -1,0 +1,211 @@
+/*
+ * fs/view.h - the mounted tree, with no FUSE types (style.md rule 12).
+ *
+ * A view is one repo at one pinned commit: the commit's file list merged
+ * into folders, the flat tensors/ folder (one regular file per tensor of
+ * the checkpoint) and the hidden .modelfs/ folder of control files
+ * (fs/control.h), as docs/design.md "The tree" describes.  fs/fuse_ops.c
+ * turns each FUSE request into one mfs_view_* call; tests call the same
+ * functions directly, without /dev/fuse.
+ *
+ * Inodes: the tree of a commit is immutable, so every node is created by
+ * mfs_view_new() and lives until mfs_view_free(); an inode number is the
+ * node's index + 1 and MFS_VIEW_ROOT_INO is the root.  Lookup counts are
+ * still kept (FUSE's lookup/forget protocol) so that a later writable view
+ * can free nodes at zero.
+ *
+ * Offsets and lengths are bytes from the start of the file.  Errors are
+ * negative errno with the reason in *err (docs/design.md, Errors):
+ * -ENOENT (no such name), -ENOTDIR, -EISDIR, -EROFS (a write to a repo file:
+ * the mount is read-only for now), -EACCES, -EIO (the bytes could not be
+ * fetched), -EINVAL (a bad control-file request), -ENODATA (no such xattr),
+ * -ERANGE (xattr buffer too small), -ENOMEM.
+ *
+ * Threads: after mfs_view_new() returns, any thread may call any function
+ * concurrently (FUSE's multithreaded loop does); mfs_view_free() must be
+ * the last call.
+ */
+#ifndef MFS_FS_VIEW_H
+#define MFS_FS_VIEW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cache/cache.h"
+#include "common/entry.h"
+#include "common/err.h"
+#include "fs/fetch.h"
+#include "hub/hub.h"
+#include "model/checkpoint.h"
+
+#define MFS_VIEW_ROOT_INO 1
+#define MFS_VIEW_TENSORS "tensors"          /* the tensor folder at the root */
+#define MFS_VIEW_CONTROL ".modelfs"         /* the control folder at the root */
+#define MFS_VIEW_LOG_LINES 256              /* lines kept by the .modelfs/log ring */
+
+struct mfs_view;
+
+/* Read up to len bytes at off of repo file e into buf (the contract of
+ * mfs_fetch_read(): returns len, fewer only at end of file).  stream is a
+ * per-open cookie for sequential-read detection, 0 for one-off reads. */
+typedef ssize_t (*mfs_view_read_fn)(void *ctx, const struct mfs_entry *e, uint64_t stream,
+                                    uint64_t off, size_t len, void *buf, struct mfs_err *err);
+
+struct mfs_view_cfg {
+    const char *repo_id;                    /* copied; "org/name" */
+    const char *revision;                   /* copied; as asked at mount ("main") */
+    const char *commit;                     /* copied; 40 hex the revision resolved to */
+    int64_t commit_time;                    /* unix seconds; mtime of every node */
+    const struct mfs_entry *entries;        /* copied; the commit's recursive file list */
+    size_t n_entries;
+    mfs_view_read_fn read;                  /* NULL = mfs_fetch_read() on fetch */
+    void *read_ctx;                         /* ctx of read */
+    struct mfs_fetch *fetch;                /* borrowed until mfs_view_free; may be NULL */
+    struct mfs_cache *cache;                /* borrowed, for info/status; may be NULL */
+    struct mfs_hub *hub;                    /* borrowed, for status; NULL when offline */
+    bool no_tensors;                        /* do not open the checkpoint (tensors/ empty) */
+    bool no_control_plugins;                /* only info/status/log in .modelfs/ (tests) */
+    uint32_t uid;                           /* owner shown on every node */
+    uint32_t gid;
+};
+
+/* Build the view: the folders of cfg->entries, tensors/ from the
+ * checkpoint's headers (read through cfg->read, so only header bytes are
+ * fetched; files with invalid headers are left out and logged), and
+ * .modelfs/.  Entries whose paths are unsafe ('..', '.', empty components,
+ * a leading '/') are left out and logged, never shown.  OUT: *viewp, free
+ * with mfs_view_free().  -EIO: a checkpoint header could not be read;
+ * -ENOMEM.  Call from one thread, before any other mfs_view_* call. */
+int mfs_view_new(const struct mfs_view_cfg *cfg, struct mfs_view **viewp, struct mfs_err *err);
+
+/* Stop control-file workers (waiting for them), free *viewp and set it to
+ * NULL.  NULL is a no-op.  No other call may be in progress. */
+void mfs_view_free(struct mfs_view **viewp);
+
+/* Make blocked control-file readers return and workers see "cancelled"
+ * (umount).  Any thread; later reads of streaming replies end at once. */
+void mfs_view_shutdown(struct mfs_view *view);
+
+struct mfs_view_attr {
+    uint64_t ino;                           /* inode number, >= 1 */
+    uint32_t mode;                          /* S_IFDIR|0555, S_IFREG|0444, S_IFREG|0666 */
+    uint32_t nlink;                         /* 1 for files, 2 + subfolders for folders */
+    uint64_t size;                          /* bytes; exact before any byte is fetched */
+    int64_t mtime;                          /* unix seconds: the commit's time */
+    uint32_t uid;
+    uint32_t gid;
+};
+
+/* Find name in folder parent and count one lookup of the result (FUSE
+ * lookup; release with mfs_view_forget).  OUT: *attr.  -ENOENT, -ENOTDIR. */
+int mfs_view_lookup(struct mfs_view *view, uint64_t parent, const char *name,
+                    struct mfs_view_attr *attr, struct mfs_err *err);
+
+/* Drop nlookup lookups of ino (FUSE forget).  Unknown inodes are ignored. */
+void mfs_view_forget(struct mfs_view *view, uint64_t ino, uint64_t nlookup);
+
+/* Current lookup count of ino (tests). */
+uint64_t mfs_view_lookups(struct mfs_view *view, uint64_t ino);
+
+/* OUT: *attr of ino.  -ENOENT: no such inode. */
+int mfs_view_getattr(struct mfs_view *view, uint64_t ino, struct mfs_view_attr *attr,
+                     struct mfs_err *err);
+
+/* Called by mfs_view_readdir for each name; next_off is the offset that
+ * resumes after this name.  Return true to stop (the reply is full). */
+typedef bool (*mfs_view_fill_fn)(void *ctx, const char *name, const struct mfs_view_attr *attr,
+                                 uint64_t next_off);
+
+/* List folder ino from offset off: 0 is ".", 1 is "..", 2 + i the i-th
+ * child in name order, so a listing resumed at any offset it was given
+ * continues without repeats or gaps.  Counts no lookups.  -ENOTDIR, -ENOENT. */
+int mfs_view_readdir(struct mfs_view *view, uint64_t ino, uint64_t off, mfs_view_fill_fn fill,
+                     void *ctx, struct mfs_err *err);
+
+enum mfs_view_open_flags {
+    MFS_VIEW_KEEP_CACHE = 1 << 0,           /* immutable bytes: keep the page cache */
+    MFS_VIEW_DIRECT_IO = 1 << 1,            /* control file: no page cache, streaming */
+};
+
+/* Open ino with open(2) flags (O_ACCMODE, O_TRUNC...).  pid is the caller's
+ * process: its session id picks the control-file conversation a fresh
+ * handle reads (fs/control.h).  OUT: *fh (pass to read/write/release),
+ * *open_flags (enum mfs_view_open_flags).  -EISDIR; -EROFS: write access
+ * to a repo file or tensor; -EACCES: write access to a read-only control
+ * file; -ENOMEM. */
+int mfs_view_open(struct mfs_view *view, uint64_t ino, int flags, pid_t pid, uint64_t *fh,
+                  unsigned *open_flags, struct mfs_err *err);
+
+/* Read up to len bytes at off into buf.  Returns the bytes read: len, or
+ * fewer only at end of file (0 at or past it).  A tensor file reads only
+ * its byte range of its shard.  A streaming control reply blocks until
+ * bytes arrive or the reply is complete.  -EIO with the cause, -EACCES. */
+ssize_t mfs_view_read(struct mfs_view *view, uint64_t ino, uint64_t fh, uint64_t off,
+                      size_t len, void *buf, struct mfs_err *err);
+
+/* on: make a read of fh now blocked waiting for a streaming control reply
+ * (or about to block) return -EINTR, because its caller got a signal
+ * (FUSE interrupt); off: clear that once the read has returned.  Other
+ * files ignore it (their reads are bounded by the fetch timeout).  Any
+ * thread. */
+void mfs_view_interrupt(struct mfs_view *view, uint64_t ino, uint64_t fh, bool on);
+
+/* Write len bytes: only control files accept writes, and each write is one
+ * request.  Returns len.  -EINVAL: a bad request (the reason is also the
+ * reply read from the same handle and a log line); -EROFS otherwise. */
+ssize_t mfs_view_write(struct mfs_view *view, uint64_t ino, uint64_t fh, uint64_t off,
+                       const void *data, size_t len, struct mfs_err *err);
+
+/* Close fh.  Never fails. */
+void mfs_view_release(struct mfs_view *view, uint64_t ino, uint64_t fh);
+
+/* Truncate ino to size (setattr).  Control files accept it (echo's O_TRUNC)
+ * and ignore it; everything else is -EROFS. */
+int mfs_view_truncate(struct mfs_view *view, uint64_t ino, uint64_t size, struct mfs_err *err);
+
+/* Extended attribute name of ino into buf (size bytes).  size 0 asks for
+ * the length.  Tensor files have user.dtype ("F32"), user.shape
+ * ("[768, 2304]") and user.file (the repo path of its shard).  Returns the
+ * value's length.  -ENODATA: no such attribute; -ERANGE: buf too small. */
+ssize_t mfs_view_getxattr(struct mfs_view *view, uint64_t ino, const char *name, char *buf,
+                          size_t size, struct mfs_err *err);
+
+/* NUL-separated attribute names of ino, as listxattr(2).  size 0 asks for
+ * the length.  -ERANGE. */
+ssize_t mfs_view_listxattr(struct mfs_view *view, uint64_t ino, char *buf, size_t size,
+                           struct mfs_err *err);
+
+/* Totals for statfs: bytes of all repo files, number of nodes. */
+void mfs_view_totals(struct mfs_view *view, uint64_t *bytes, uint64_t *nodes);
+
+/* Add a line "op 'PATH': reason" to the .modelfs/log ring, PATH being
+ * ino's path in the mount (errors of failed operations).  Any thread. */
+void mfs_view_log(struct mfs_view *view, const char *op, uint64_t ino, const struct mfs_err *err);
+
+/* Add a line "'path': reason" (errors from the fetch and checkpoint
+ * layers, path relative to the repo).  Any thread; NULL view is a no-op
+ * (used as a mfs_fetch_log_fn with ctx = the view). */
+void mfs_view_log_path(void *view, const char *path, const struct mfs_err *err);
+
+/* Accessors for control-file handlers (borrowed, valid until free). */
+const char *mfs_view_repo_id(const struct mfs_view *view);
+const char *mfs_view_revision(const struct mfs_view *view);
+const char *mfs_view_commit(const struct mfs_view *view);
+const struct mfs_ckpt *mfs_view_ckpt(const struct mfs_view *view);   /* NULL: none */
+struct mfs_fetch *mfs_view_fetch(const struct mfs_view *view);        /* may be NULL */
+/* The repo file at path (no leading '/'), or NULL. */
+const struct mfs_entry *mfs_view_entry(const struct mfs_view *view, const char *path);
+/* Read bytes of a repo file through the view's reader (for handlers that
+ * load config.json or weights).  Same contract as mfs_view_read_fn. */
+ssize_t mfs_view_read_file(struct mfs_view *view, const char *path, uint64_t off, size_t len,
+                           void *buf, struct mfs_err *err);
+
+/* The control-file table (borrowed, valid until free), so that a plugin's
+ * init can register sibling files sharing its state with mfs_ctl_add()
+ * (not mfs_view_ctl_add: the nodes are made after every init). */
+struct mfs_ctl;
+struct mfs_ctl *mfs_view_ctl(const struct mfs_view *view);
+
+#endif
