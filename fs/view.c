@@ -25,7 +25,12 @@
 #include "common/buf.h"
 #include "fs/control.h"
 #include "fs/view.h"
+#include "model/config.h"
+#include "model/model.h"
 #include "model/safetensors.h"
+
+/* config.json larger than this is not a config (info shows nulls). */
+#define INFO_MAX_CONFIG_BYTES (4u << 20)
 
 enum node_kind {
     NODE_DIR,
@@ -109,6 +114,7 @@ static uint64_t hash_str(const char *s)
 struct path_map {
     uint64_t *slots;                        /* inode or 0 */
     size_t mask;
+    size_t used;                            /* slots taken; kept <= half, so probes end */
 };
 
 static int map_init(struct path_map *m, size_t n)
@@ -119,6 +125,7 @@ static int map_init(struct path_map *m, size_t n)
         cap <<= 1;
     m->slots = calloc(cap, sizeof(*m->slots));
     m->mask = cap - 1;
+    m->used = 0;
     return m->slots ? 0 : -ENOMEM;
 }
 
@@ -134,13 +141,38 @@ static uint64_t map_get(const struct mfs_view *view, const struct path_map *m, c
     return 0;
 }
 
-static void map_put(const struct mfs_view *view, struct path_map *m, uint64_t ino)
+static void map_insert(const struct mfs_view *view, struct path_map *m, uint64_t ino)
 {
     size_t i = hash_str(view->nodes[ino - 1].path) & m->mask;
 
     while (m->slots[i])
         i = (i + 1) & m->mask;
     m->slots[i] = ino;
+    m->used++;
+}
+
+/* Add ino, doubling the table first when it would be more than half full:
+ * the number of nodes (files, folders, tensors) is not known up front, and
+ * a full table would make map_get probe forever.  -ENOMEM. */
+static int map_put(const struct mfs_view *view, struct path_map *m, uint64_t ino)
+{
+    if (2 * (m->used + 1) > m->mask + 1) {
+        struct path_map bigger;
+        size_t i;
+
+        bigger.mask = 2 * (m->mask + 1) - 1;
+        bigger.used = 0;
+        bigger.slots = calloc(bigger.mask + 1, sizeof(*bigger.slots));
+        if (!bigger.slots)
+            return -ENOMEM;
+        for (i = 0; i <= m->mask; i++)
+            if (m->slots[i])
+                map_insert(view, &bigger, m->slots[i]);
+        free(m->slots);
+        *m = bigger;
+    }
+    map_insert(view, m, ino);
+    return 0;
 }
 
 /* Append a node (path is taken over); returns its inode or 0 on ENOMEM. */
@@ -272,7 +304,10 @@ static uint64_t ensure_dir(struct mfs_view *view, struct path_map *m, const char
         *rc = -ENOMEM;
         return 0;
     }
-    map_put(view, m, ino);
+    if (map_put(view, m, ino) < 0) {
+        *rc = -ENOMEM;
+        return 0;
+    }
     return ino;
 }
 
@@ -481,7 +516,8 @@ static int build_files(struct mfs_view *view, const struct mfs_view_cfg *cfg, st
         view->nodes[ino - 1].entry = e;
         view->nodes[ino - 1].size = e->size;
         view->total_bytes += e->size;
-        map_put(view, m, ino);
+        if (map_put(view, m, ino) < 0)
+            return mfs_err_set(err, -ENOMEM, "cannot build the view: out of memory");
     }
     return 0;
 }
@@ -557,7 +593,8 @@ static int build_tensors(struct mfs_view *view, const struct mfs_view_cfg *cfg,
         view->nodes[ino - 1].tensor = t;
         view->nodes[ino - 1].entry = e;
         view->nodes[ino - 1].size = t->nbytes;
-        map_put(view, m, ino);
+        if (map_put(view, m, ino) < 0)
+            return mfs_err_set(err, -ENOMEM, "cannot build the view: out of memory");
     }
     return 0;
 }
@@ -627,7 +664,7 @@ int mfs_view_ctl_add(struct mfs_view *view, const struct mfs_ctl_handler *h, voi
 int mfs_view_new(const struct mfs_view_cfg *cfg, struct mfs_view **viewp, struct mfs_err *err)
 {
     struct mfs_view *view;
-    struct path_map map = { NULL, 0 };
+    struct path_map map = { NULL, 0, 0 };
     char *root_path;
     size_t i;
     int rc;
@@ -1101,12 +1138,161 @@ static int reply_json(struct mfs_ctl_reply *r, cJSON *root, struct mfs_err *err)
     return rc < 0 ? mfs_err_set(err, rc, "cannot build the reply: out of memory") : 0;
 }
 
+/* config.json of the repo as cJSON, or NULL when there is none, it is too
+ * large or it is not a JSON object (info then shows nulls: a dataset or a
+ * bare repo is still a valid mount).  The reason goes to the log. */
+static cJSON *info_config(struct mfs_view *view, char **textp, size_t *lenp)
+{
+    const struct mfs_entry *e = mfs_view_entry(view, "config.json");
+    struct mfs_err err = MFS_ERR_INIT;
+    cJSON *root = NULL;
+    size_t done = 0;
+    char *buf;
+
+    *textp = NULL;
+    *lenp = 0;
+    if (!e || e->size > INFO_MAX_CONFIG_BYTES)
+        return NULL;
+    buf = malloc((size_t)e->size + 1);
+    if (!buf)
+        return NULL;
+    while (done < e->size) {
+        ssize_t got = mfs_view_read_file(view, "config.json", done, (size_t)e->size - done,
+                                         buf + done, &err);
+
+        if (got <= 0) {
+            if (got == 0)
+                mfs_err_set(&err, -EIO, "it ends at byte %zu", done);
+            mfs_view_log_path(view, "config.json", &err);
+            goto out_free_buf;
+        }
+        done += (size_t)got;
+    }
+    buf[done] = '\0';
+    root = cJSON_ParseWithLength(buf, done);
+    if (root && !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    if (!root)
+        goto out_free_buf;
+    *textp = buf;
+    *lenp = done;
+    return root;
+
+out_free_buf:
+    free(buf);
+    return NULL;
+}
+
+/* The checkpoint's dtype: the one dtype of all its tensors, "mixed", or
+ * NULL for no tensors. */
+static const char *info_ckpt_dtype(const struct mfs_ckpt *ckpt)
+{
+    int first = -1;
+    size_t i;
+
+    for (i = 0; ckpt && i < ckpt->n_tensors; i++) {
+        int d = (int)ckpt->tensors[i].dtype;
+
+        if (first < 0)
+            first = d;
+        else if (d != first)
+            return "mixed";
+    }
+    return first < 0 ? NULL : mfs_st_dtype_name((enum mfs_st_dtype)first);
+}
+
+static void add_u64_or_null(cJSON *obj, const char *key, bool have, uint64_t v)
+{
+    if (have)
+        cJSON_AddNumberToObject(obj, key, (double)v);
+    else
+        cJSON_AddNullToObject(obj, key);
+}
+
+static void add_str_or_null(cJSON *obj, const char *key, const char *s)
+{
+    if (s && *s)
+        cJSON_AddStringToObject(obj, key, s);
+    else
+        cJSON_AddNullToObject(obj, key);
+}
+
+/* Model fields of info: architectures, model_type, dtype, parameter
+ * counts, footprints, flops, can_generate, tied (design.md, Control
+ * files), from config.json and the checkpoint headers only; nulls for
+ * what cannot be known. */
+static void info_model(struct mfs_view *view, cJSON *root)
+{
+    struct mfs_model_config cfg;
+    struct mfs_model_info mi;
+    struct mfs_err err = MFS_ERR_INIT;
+    bool have = false;
+    char *text = NULL;
+    size_t len = 0;
+    cJSON *conf = info_config(view, &text, &len);
+    cJSON *archs = conf ? cJSON_GetObjectItem(conf, "architectures") : NULL;
+    cJSON *mt = conf ? cJSON_GetObjectItem(conf, "model_type") : NULL;
+    cJSON *td = conf ? cJSON_GetObjectItem(conf, "torch_dtype") : NULL;
+    cJSON *obj;
+
+    memset(&mi, 0, sizeof(mi));
+    if (cJSON_IsArray(archs)) {
+        cJSON_AddItemToObject(root, "architectures", cJSON_Duplicate(archs, true));
+    } else {
+        cJSON_AddNullToObject(root, "architectures");
+    }
+    add_str_or_null(root, "model_type", cJSON_IsString(mt) ? mt->valuestring : NULL);
+    add_str_or_null(root, "torch_dtype", cJSON_IsString(td) ? td->valuestring : NULL);
+    add_str_or_null(root, "dtype", info_ckpt_dtype(view->ckpt));
+    if (conf && view->ckpt && view->ckpt->n_tensors > 0) {
+        if (mfs_model_config_parse(text, len, &cfg, &err) < 0) {
+            mfs_view_log_path(view, "config.json", &err);
+        } else if (mfs_model_info_compute(&cfg, view->ckpt, &mi, &err) < 0) {
+            mfs_view_log_path(view, "config.json", &err);
+        } else {
+            have = true;
+            /* BertLMHeadModel / BertForMaskedLM tie the decoder to the word
+             * embeddings (golden: cls.predictions.decoder.* are aliases);
+             * the model layer reports tied only for causal heads.
+             * transformers' default for tie_word_embeddings is true. */
+            if (cfg.arch == MFS_ARCH_BERT &&
+                !cJSON_IsFalse(cJSON_GetObjectItem(conf, "tie_word_embeddings")) &&
+                (strstr(cfg.architecture, "LMHead") || strstr(cfg.architecture, "MaskedLM") ||
+                 strstr(cfg.architecture, "PreTraining")))
+                mi.tied = true;
+        }
+    }
+    add_u64_or_null(root, "num_parameters", have, mi.num_parameters);
+    add_u64_or_null(root, "num_parameters_exclude_embeddings", have,
+                    mi.num_parameters_exclude_embeddings);
+    obj = cJSON_AddObjectToObject(root, "memory_footprint");
+    if (obj) {
+        add_u64_or_null(obj, "F32", have, mi.footprint_f32);
+        add_u64_or_null(obj, "BF16", have, mi.footprint_bf16);
+        add_u64_or_null(obj, "F16", have, mi.footprint_f16);
+        add_u64_or_null(obj, "8-bit", have, mi.footprint_int8);
+        add_u64_or_null(obj, "4-bit", have, mi.footprint_int4);
+    }
+    add_u64_or_null(root, "flops_per_token", have, mi.flops_per_token);
+    add_u64_or_null(root, "flops_per_token_with_embeddings", have, mi.flops_per_token_all);
+    if (have) {
+        cJSON_AddBoolToObject(root, "can_generate", mi.can_generate);
+        cJSON_AddBoolToObject(root, "tied_weights", mi.tied);
+    } else {
+        cJSON_AddNullToObject(root, "can_generate");
+        cJSON_AddNullToObject(root, "tied_weights");
+    }
+    cJSON_Delete(conf);
+    free(text);
+}
+
 static int info_show(struct mfs_view *view, void *state, struct mfs_ctl_reply *r,
                      struct mfs_err *err)
 {
     static const char *const formats[] = { "none", "safetensors", "pytorch" };
     uint64_t by_dtype[MFS_ST_DTYPE_COUNT] = { 0 };
-    uint64_t params = 0;
     uint64_t files = 0;
     char stamp[32];
     struct tm tm;
@@ -1130,18 +1316,16 @@ static int info_show(struct mfs_view *view, void *state, struct mfs_ctl_reply *r
     cJSON_AddStringToObject(root, "commit_time", stamp);
     cJSON_AddNumberToObject(root, "files", (double)files);
     cJSON_AddNumberToObject(root, "bytes", (double)view->total_bytes);
-    if (view->ckpt) {
-        for (i = 0; i < view->ckpt->n_tensors; i++) {
-            const struct mfs_ckpt_tensor *ct = &view->ckpt->tensors[i];
-            uint64_t n = 1;
-            int k;
+    info_model(view, root);
+    for (i = 0; view->ckpt && i < view->ckpt->n_tensors; i++) {
+        const struct mfs_ckpt_tensor *ct = &view->ckpt->tensors[i];
+        uint64_t n = 1;
+        int k;
 
-            for (k = 0; k < ct->ndim; k++)
-                n *= ct->shape[k];
-            params += n;
-            if ((unsigned)ct->dtype < MFS_ST_DTYPE_COUNT)
-                by_dtype[ct->dtype] += n;
-        }
+        for (k = 0; k < ct->ndim; k++)
+            n *= ct->shape[k];
+        if ((unsigned)ct->dtype < MFS_ST_DTYPE_COUNT)
+            by_dtype[ct->dtype] += n;
     }
     d = view->ckpt && view->ckpt->format >= 0 && view->ckpt->format <= 2 ? view->ckpt->format : 0;
     cJSON_AddStringToObject(root, "checkpoint", formats[d]);
@@ -1149,8 +1333,9 @@ static int info_show(struct mfs_view *view, void *state, struct mfs_ctl_reply *r
     for (i = 0; view->ckpt && arr && i < view->ckpt->n_files; i++)
         cJSON_AddItemToArray(arr, cJSON_CreateString(view->ckpt->files[i]));
     cJSON_AddNumberToObject(root, "tensors", view->ckpt ? (double)view->ckpt->n_tensors : 0);
-    cJSON_AddNumberToObject(root, "num_parameters", (double)params);
-    obj = cJSON_AddObjectToObject(root, "parameters_by_dtype");
+    /* Stored elements per dtype: tied aliases stored twice count twice
+     * here, unlike num_parameters. */
+    obj = cJSON_AddObjectToObject(root, "elements_by_dtype");
     for (d = 0; obj && d < MFS_ST_DTYPE_COUNT; d++)
         if (by_dtype[d])
             cJSON_AddNumberToObject(obj, mfs_st_dtype_name((enum mfs_st_dtype)d),
@@ -1160,6 +1345,8 @@ static int info_show(struct mfs_view *view, void *state, struct mfs_ctl_reply *r
 
         mfs_cache_stats_get(view->cache, &cs);
         cJSON_AddNumberToObject(root, "bytes_cached", (double)cs.bytes_stored);
+    } else {
+        cJSON_AddNullToObject(root, "bytes_cached");
     }
     return reply_json(r, root, err);
 }
