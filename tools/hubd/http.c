@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -158,6 +159,21 @@ void mfs_hubd_sign(struct mfs_hubd_srv *srv, const char *what, char hex[65])
     mfs_hash_final_hex(h, hex);
 }
 
+/* Compare two hex signatures in time that does not depend on where they
+ * differ, so that a client cannot find a valid one byte by byte. */
+static bool sig_equal(const char *want, const char *got)
+{
+    size_t n = strlen(want);
+    unsigned char diff = 0;
+    size_t i;
+
+    if (strlen(got) != n)
+        return false;
+    for (i = 0; i < n; i++)
+        diff |= (unsigned char)(want[i] ^ got[i]);
+    return diff == 0;
+}
+
 bool mfs_hubd_sig_ok(struct mfs_hubd_req *r, const char *oid)
 {
     char *exp = mfs_hubd_arg(r, "expires");
@@ -173,7 +189,7 @@ bool mfs_hubd_sig_ok(struct mfs_hubd_req *r, const char *oid)
         if (end && *end == '\0' && end != exp && (long long)e >= (long long)time(NULL)) {
             snprintf(what, sizeof(what), "%s:%llu", oid, e);
             mfs_hubd_sign(r->srv, what, want);
-            ok = strcmp(want, sig) == 0;
+            ok = sig_equal(want, sig);
         }
     }
     free(exp);
@@ -956,6 +972,29 @@ static void sweep_tmp(const char *root)
     closedir(d);
 }
 
+/* How many connections to accept at once.  One thread and one fd each; a
+ * client that sends its headers slowly holds one until the idle timeout,
+ * so the limit must sit far above what a few slow clients can fill
+ * (libmicrohttpd's default, FD_SETSIZE - 4, was filled by 1020 of them and
+ * then every other client was refused).  Raises the soft fd limit to the
+ * hard one first: serve runs this before any thread exists. */
+static unsigned conn_limit(void)
+{
+    struct rlimit rl;
+    rlim_t want = MFS_HUBD_CONN_MAX + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1000;
+    if (rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur >= want)
+        return MFS_HUBD_CONN_MAX;
+    return rl.rlim_cur > 128 ? (unsigned)(rl.rlim_cur - 64) : 64;
+}
+
 static int bind_addr(const char *host, unsigned port, struct sockaddr_storage *ss,
                      socklen_t *len, struct mfs_err *err)
 {
@@ -1021,7 +1060,8 @@ int mfs_hubd_serve(const struct mfs_hubd_serve_opts *o, const sigset_t *stop,
                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                          MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
                          MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)600,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)MFS_HUBD_IDLE_TIMEOUT_S,
+                         MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                          MHD_OPTION_END);
     if (!d) {
@@ -1128,5 +1168,6 @@ cJSON *mfs_hubd_body_json(struct mfs_hubd_req *r)
 
 bool mfs_hubd_json_has_nul(const char *p, size_t len)
 {
-    return p && memmem(p, len, "\\u0000", 6) != NULL;
+    /* A raw NUL byte cuts a cJSON string just the same (and is never valid JSON). */
+    return p && (memchr(p, 0, len) != NULL || memmem(p, len, "\\u0000", 6) != NULL);
 }

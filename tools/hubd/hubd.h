@@ -150,7 +150,8 @@ int mfs_hubd_repo_set_flags(struct mfs_hubd_store *st, int64_t repo_id, bool is_
 int mfs_hubd_repo_delete(struct mfs_hubd_store *st, int64_t repo_id, struct mfs_err *err);
 
 /* Resolve rev (branch, tag, full ref, "HEAD", a commit id or a hex prefix
- * of at least 4 digits) of repo_id to a commit.  OUT: commit; refname gets
+ * of at least 4 digits) of repo_id to a commit.  A full commit id names that commit
+ * even when a branch or tag has the same name.  OUT: commit; refname gets
  * the full ref ("refs/heads/main") or "" for a commit id (refname may be
  * NULL).  -ENOENT: unknown or ambiguous. */
 int mfs_hubd_rev_resolve(struct mfs_hubd_store *st, int64_t repo_id, const char *rev,
@@ -204,8 +205,9 @@ int mfs_hubd_commit_create(struct mfs_hubd_store *st, int64_t repo_id,
  * returns its length (hub-api.md section 8). */
 size_t mfs_hubd_lfs_pointer(const char *sha256, uint64_t size, char *buf, size_t bufsize);
 
-/* True iff path is acceptable in a repo: not empty, not absolute, no NUL,
- * no "." / ".." / ".git" component, no empty component, < 1024 bytes. */
+/* True iff path is acceptable in a repo: not empty, not absolute, well-formed
+ * UTF-8 (no overlong forms), no control byte or backslash, no "." / ".." /
+ * ".git" component, no empty component, < 1024 bytes. */
 bool mfs_hubd_path_ok(const char *path);
 
 /* True iff name is a valid repo id (hub-api.md section 2). */
@@ -220,7 +222,9 @@ extern const char mfs_hubd_default_gitattributes[];
 
 /* `modelfs hub import` (tools/hubd/import.c): one commit of the files
  * under src (recursively, skipping .git) to repo type/name on branch, in
- * the store at root, creating the repo if needed.  OUT: oid. */
+ * the store at root, creating the repo if needed.  OUT: oid.  A symlink counts as the file
+ * it names only when that is a regular file inside src; any other symlink
+ * (outside src, to a folder, dangling) fails the import with -EINVAL. */
 struct mfs_hubd_import_opts {
     const char *root;                       /* store root */
     const char *type;                       /* "model" or "dataset" */

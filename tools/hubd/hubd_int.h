@@ -23,9 +23,14 @@
 
 #define MFS_HUBD_JSON_BODY_MAX (16u << 20)    /* bytes of a JSON request body */
 #define MFS_HUBD_COMMIT_BODY_MAX (512u << 20) /* bytes of an NDJSON commit body */
+#define MFS_HUBD_REGULAR_MAX (10u << 20)      /* bytes of an inline (non-LFS) file */
 #define MFS_HUBD_URL_TTL_S (24 * 3600)        /* lifetime of signed LFS URLs */
+#define MFS_HUBD_CONN_MAX 4096                /* connections (threads) served at once */
+#define MFS_HUBD_IDLE_TIMEOUT_S 120           /* a connection silent this long is closed */
 #define MFS_HUBD_PART_SIZE (8u << 20)         /* multipart chunk_size in bytes */
 #define MFS_HUBD_MULTIPART_MIN (16u << 20)    /* objects this big upload in parts */
+#define MFS_HUBD_PARTS_MAX 10000              /* parts of one multipart upload */
+#define MFS_HUBD_OBJECT_MAX ((uint64_t)MFS_HUBD_PART_SIZE * MFS_HUBD_PARTS_MAX) /* bytes */
 
 struct mfs_hubd_token {
     char *token;                            /* owned, "hf_..." */
@@ -179,8 +184,8 @@ const char *mfs_hubd_type_prefix(const char *type);
  * fresh buffer.  OUT: *out (free()), *outlen.  -EINVAL on bad input. */
 int mfs_hubd_b64_decode(const char *s, size_t len, unsigned char **out, size_t *outlen);
 
-/* True iff JSON text [p, p+len) holds a \u0000 escape (cJSON would cut
- * the string there, so a path could silently change). */
+/* True iff JSON text [p, p+len) holds a raw NUL byte or a \u0000 escape
+ * (cJSON would cut the string there, so a path could silently change). */
 bool mfs_hubd_json_has_nul(const char *p, size_t len);
 
 /* Request body as JSON (a JSON object or array).  NULL after replying 400. */

@@ -43,7 +43,31 @@ static int list_add(struct import_list *l, const char *rel)
     return 0;
 }
 
-static int walk(const char *root, const char *rel, struct import_list *l, struct mfs_err *err)
+/* A symlink is imported as the file it names only when that is a regular
+ * file inside the folder (real path under real_root): one pointing outside
+ * would publish whatever it names (/etc/shadow, ~/.cache/huggingface/token),
+ * and one to a folder can loop.  Anything else is refused, not skipped, so
+ * that the commit never silently lacks a file the user sees. */
+static int check_link(const char *full, const char *real_root, struct mfs_err *err)
+{
+    char real[PATH_MAX];
+    struct stat sb;
+    size_t n = strlen(real_root);
+
+    if (!realpath(full, real))
+        return mfs_err_set(err, -EINVAL, "cannot import symlink '%s': %s", full,
+                           strerror(errno));
+    if (strncmp(real, real_root, n) != 0 || (real[n] != '/' && n > 1))
+        return mfs_err_set(err, -EINVAL, "cannot import symlink '%s': it points outside"
+                           " the folder, to '%s'", full, real);
+    if (stat(real, &sb) < 0 || !S_ISREG(sb.st_mode))
+        return mfs_err_set(err, -EINVAL, "cannot import symlink '%s': it does not name a"
+                           " regular file", full);
+    return 0;
+}
+
+static int walk(const char *root, const char *real_root, const char *rel,
+                struct import_list *l, struct mfs_err *err)
 {
     char dir[PATH_MAX];
     struct dirent *de;
@@ -68,13 +92,17 @@ static int walk(const char *root, const char *rel, struct import_list *l, struct
             break;
         }
         snprintf(full, sizeof(full), "%s/%s", root, sub);
-        if (stat(full, &sb) < 0) {
+        if (lstat(full, &sb) < 0) {
             rc = mfs_err_set(err, -errno, "cannot stat '%s': %s", full, strerror(errno));
             break;
         }
+        if (S_ISLNK(sb.st_mode))
+            rc = check_link(full, real_root, err);
+        if (rc < 0)
+            break;
         if (S_ISDIR(sb.st_mode))
-            rc = walk(root, sub, l, err);
-        else if (S_ISREG(sb.st_mode))
+            rc = walk(root, real_root, sub, l, err);
+        else if (S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode))
             rc = list_add(l, sub) < 0 ? mfs_err_set(err, -ENOMEM, "out of memory") : 0;
     }
     closedir(d);
@@ -126,6 +154,7 @@ int mfs_hubd_import(const char *src, const char *name, const struct mfs_hubd_imp
     char head[41];
     char *attrs = NULL;
     char title[300];
+    char real_src[PATH_MAX];
     bool need_attrs = true;
     int pr_num;
     size_t nops = 0;
@@ -133,7 +162,11 @@ int mfs_hubd_import(const char *src, const char *name, const struct mfs_hubd_imp
     int rc;
 
     oid[0] = '\0';
-    rc = walk(src, "", &l, err);
+    if (!realpath(src, real_src)) {
+        rc = mfs_err_set(err, -errno, "cannot read folder '%s': %s", src, strerror(errno));
+        goto out_free_list;
+    }
+    rc = walk(src, real_src, "", &l, err);
     if (rc < 0)
         goto out_free_list;
     qsort(l.paths, l.n, sizeof(*l.paths), cmp_str);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define TREE_PAGE_DEFAULT 1000              /* entries per tree page */
+#define TREE_PAGE_MAX 100000                /* largest page a client may ask for */
 #define LAST_COMMIT_WALK_MAX 200            /* commits walked for lastCommit */
 
 static void iso_time(int64_t t, char out[32])
@@ -316,6 +317,8 @@ static enum MHD_Result route_tree(struct mfs_hubd_req *r, const char *type,
     size_t ndirs = 0;
     size_t nitems = 0;
     size_t plen = 0;
+    size_t maxdirs = 0;
+    const char *s;
     size_t i;
     size_t next;
     bool found;
@@ -338,6 +341,9 @@ static enum MHD_Result route_tree(struct mfs_hubd_req *r, const char *type,
         limit = strtoull(arg, &end, 10);
         if (!end || *end || limit == 0)
             limit = TREE_PAGE_DEFAULT;
+        /* Bounded so that cursor + limit cannot wrap (an empty page, a loop). */
+        if (limit > TREE_PAGE_MAX)
+            limit = TREE_PAGE_MAX;
         free(arg);
     }
     arg = mfs_hubd_arg(r, "cursor");
@@ -357,8 +363,15 @@ static enum MHD_Result route_tree(struct mfs_hubd_req *r, const char *type,
         ret = mfs_hubd_reply_errno(r, rc, NULL, &err);
         goto out_free;
     }
-    items = calloc(n * 2 + 1, sizeof(*items));
-    dirs = calloc(n * 16 + 1, sizeof(*dirs));
+    /* One folder entry per '/' at most: deep trees must not lose folders. */
+    for (i = 0; i < n; i++)
+        for (s = files[i].path; (s = strchr(s, '/')) != NULL; s++)
+            maxdirs++;
+    if (cursor > n + maxdirs)
+        cursor = n + maxdirs;
+    /* Files plus every distinct folder: a deep path adds one folder per level. */
+    items = calloc(n + maxdirs + 1, sizeof(*items));
+    dirs = calloc(maxdirs + 1, sizeof(*dirs));
     if (!items || !dirs) {
         ret = mfs_hubd_reply_error(r, 500, NULL, "out of memory");
         goto out_free;
@@ -379,7 +392,7 @@ static enum MHD_Result route_tree(struct mfs_hubd_req *r, const char *type,
             continue;
         }
         /* Every folder between the listed one and the file. */
-        while (sl && ndirs < n * 16) {
+        while (sl && ndirs < maxdirs) {
             dirs[ndirs] = strndup(files[i].path, (size_t)(sl - files[i].path));
             if (dirs[ndirs])
                 ndirs++;

@@ -96,6 +96,9 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
     while (*p == ' ')
         p++;
     if (*p == '-') {
+        /* strtoull would take "--5" or "- 5" as a wrapped or spaced number. */
+        if (p[1] < '0' || p[1] > '9')
+            return 0;
         b = strtoull(p + 1, &end, 10);
         if (end == p + 1 || *end != '\0')
             return 0;

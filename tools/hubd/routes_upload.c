@@ -155,6 +155,7 @@ struct commit_parse {
     struct mfs_hubd_op *ops;                /* operations, in order */
     char **paths;                           /* owned normalised paths, one per op */
     size_t nops;                            /* used */
+    size_t maxops;                          /* allocated entries of ops and paths */
     const char *summary;                    /* borrowed from keep */
     const char *description;                /* borrowed from keep, may be NULL */
     const char *parent;                     /* borrowed from keep, may be NULL */
@@ -207,6 +208,8 @@ static int parse_line(struct mfs_hubd_req *r, struct commit_parse *cp, cJSON *li
     p = cJSON_GetObjectItemCaseSensitive(val, "path");
     if (!cJSON_IsString(p))
         return mfs_err_set(err, -EINVAL, "operation '%s' needs a 'path'", key->valuestring);
+    if (cp->nops >= cp->maxops)
+        return mfs_err_set(err, -EINVAL, "more operations than lines in the commit");
     op = &cp->ops[cp->nops];
     memset(op, 0, sizeof(*op));
     cp->paths[cp->nops] = strip_path(p->valuestring);
@@ -224,6 +227,11 @@ static int parse_line(struct mfs_hubd_req *r, struct commit_parse *cp, cJSON *li
 
         if (!cJSON_IsString(c))
             return mfs_err_set(err, -EINVAL, "file '%s' needs a 'content'", op->path);
+        /* The Hub refuses regular blobs above 10 MiB (hub-api.md section 6.1);
+         * checking before decoding also bounds what one line makes us hold. */
+        if (strlen(c->valuestring) / 4 * 3 > MFS_HUBD_REGULAR_MAX + 3)
+            return mfs_err_set(err, -EINVAL, "Your push was rejected because it contains files"
+                               " larger than 10 MiB: '%s'. Please use Git LFS", op->path);
         if (!cJSON_IsString(enc) || !strcmp(enc->valuestring, "base64")) {
             if (mfs_hubd_b64_decode(c->valuestring, strlen(c->valuestring), &data, &len) < 0)
                 return mfs_err_set(err, -EINVAL, "invalid base64 content for '%s'", op->path);
@@ -234,6 +242,11 @@ static int parse_line(struct mfs_hubd_req *r, struct commit_parse *cp, cJSON *li
                 return mfs_err_set(err, -ENOMEM, "out of memory");
         } else {
             return mfs_err_set(err, -EINVAL, "unknown encoding '%s'", enc->valuestring);
+        }
+        if (len > MFS_HUBD_REGULAR_MAX) {
+            free(data);
+            return mfs_err_set(err, -EINVAL, "Your push was rejected because it contains files"
+                               " larger than 10 MiB: '%s'. Please use Git LFS", op->path);
         }
         op->kind = MFS_HUBD_OP_ADD;
         op->size = len;
@@ -256,7 +269,7 @@ static int parse_line(struct mfs_hubd_req *r, struct commit_parse *cp, cJSON *li
         if (!mfs_hubd_blob_exists(r->srv->store, oid->valuestring, &have))
             return mfs_err_set(err, -EINVAL, "LFS object %s of '%s' was not uploaded",
                                oid->valuestring, op->path);
-        if (cJSON_IsNumber(sz) && (sz->valuedouble < 0 || (uint64_t)sz->valuedouble != have))
+        if (cJSON_IsNumber(sz) && sz->valuedouble != (double)have)
             return mfs_err_set(err, -EINVAL, "LFS object %s has %" PRIu64 " bytes, not %.0f",
                                oid->valuestring, have, sz->valuedouble);
         op->kind = MFS_HUBD_OP_ADD;
@@ -322,11 +335,14 @@ enum MHD_Result mfs_hubd_route_commit(struct mfs_hubd_req *r, const char *type,
         return mfs_hubd_reply_error(r, 400, NULL, "NUL characters are not allowed in JSON"
                                     " strings");
     }
-    for (s = r->body.data; *s; s++)
+    /* Count over the whole body: a raw NUL byte must not end the count early,
+     * or the lines after it would overrun ops[] (every line is at most one op). */
+    for (s = r->body.data; s < r->body.data + r->body.len; s++)
         maxops += *s == '\n';
     cp.keep = cJSON_CreateArray();
     cp.ops = calloc(maxops, sizeof(*cp.ops));
     cp.paths = calloc(maxops, sizeof(*cp.paths));
+    cp.maxops = maxops;
     if (!cp.keep || !cp.ops || !cp.paths) {
         ret = mfs_hubd_reply_error(r, 500, NULL, "out of memory");
         goto out_release;
@@ -334,6 +350,7 @@ enum MHD_Result mfs_hubd_route_commit(struct mfs_hubd_req *r, const char *type,
     for (s = r->body.data; s < r->body.data + r->body.len && rc == 0; s = end + 1) {
         const char *e2;
         cJSON *line;
+        const char *after = NULL;
 
         end = memchr(s, '\n', (size_t)(r->body.data + r->body.len - s));
         if (!end)
@@ -342,7 +359,14 @@ enum MHD_Result mfs_hubd_route_commit(struct mfs_hubd_req *r, const char *type,
             ;
         if (e2 == end)
             continue;
-        line = cJSON_ParseWithLength(s, (size_t)(end - s));
+        /* One JSON value per line: text after it is an error, not ignored. */
+        line = cJSON_ParseWithLengthOpts(s, (size_t)(end - s), &after, false);
+        for (; line && after < end; after++) {
+            if (*after != ' ' && *after != '\r' && *after != '\t') {
+                cJSON_Delete(line);
+                line = NULL;
+            }
+        }
         if (!line) {
             rc = mfs_err_set(&err, -EINVAL, "line %d of the commit is not valid JSON",
                              lineno + 1);
@@ -425,6 +449,15 @@ static cJSON *batch_object(struct mfs_hubd_req *r, cJSON *obj, bool upload)
 
         cJSON_AddNumberToObject(er, "code", 422);
         cJSON_AddStringToObject(er, "message", "invalid oid or size");
+        return e;
+    }
+    /* Past what 10000 parts can hold the upload could never complete, and a
+     * size near 2^64 made us sign billions of part URLs (memory, CPU). */
+    if (sz->valuedouble > (double)MFS_HUBD_OBJECT_MAX) {
+        cJSON *er = cJSON_AddObjectToObject(e, "error");
+
+        cJSON_AddNumberToObject(er, "code", 422);
+        cJSON_AddStringToObject(er, "message", "object too large");
         return e;
     }
     size = (uint64_t)sz->valuedouble;
@@ -570,7 +603,7 @@ static enum MHD_Result complete_multipart(struct mfs_hubd_req *r, const char *oi
         return MHD_YES;
     parts = cJSON_GetObjectItemCaseSensitive(body, "parts");
     if (!cJSON_IsArray(parts) || cJSON_GetArraySize(parts) < 1 ||
-        cJSON_GetArraySize(parts) > 10000) {
+        cJSON_GetArraySize(parts) > MFS_HUBD_PARTS_MAX) {
         cJSON_Delete(body);
         return mfs_hubd_reply_error(r, 400, NULL, "'parts' must be a non-empty array");
     }
@@ -584,15 +617,15 @@ static enum MHD_Result complete_multipart(struct mfs_hubd_req *r, const char *oi
     cJSON_ArrayForEach(p, parts) {
         cJSON *pn = cJSON_GetObjectItemCaseSensitive(p, "partNumber");
 
-        if (!cJSON_IsNumber(pn) || pn->valuedouble < 1 || pn->valuedouble > 10000) {
+        if (!cJSON_IsNumber(pn) || pn->valuedouble < 1 || pn->valuedouble > MFS_HUBD_PARTS_MAX) {
             ret = mfs_hubd_reply_error(r, 400, NULL, "invalid partNumber");
             goto out_free;
         }
         nums[n++] = (long)pn->valuedouble;
     }
     qsort(nums, n, sizeof(*nums), cmp_part);
-    mfs_hubd_tmp_path(r->srv->store, "multipart", tmp, sizeof(tmp));
-    out = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    out = mfs_hubd_tmp_path(r->srv->store, "multipart", tmp, sizeof(tmp)) < 0 ? -1
+          : open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (out < 0) {
         ret = mfs_hubd_reply_error(r, 500, NULL, "cannot stage an upload: %s", strerror(errno));
         goto out_free;
@@ -676,7 +709,7 @@ enum MHD_Result mfs_hubd_route_lfs_upload(struct mfs_hubd_req *r)
         char *end = NULL;
         unsigned long k = strtoul(r->seg[2], &end, 10);
 
-        if (!end || *end || k < 1 || k > 10000)
+        if (!end || *end || k < 1 || k > MFS_HUBD_PARTS_MAX)
             return mfs_hubd_reply_error(r, 400, NULL, "invalid part number '%s'", r->seg[2]);
         mfs_hubd_part_path(r->srv->store, oid, (unsigned)k, part, sizeof(part));
         if (rename(r->up_tmp, part) < 0)
@@ -716,7 +749,7 @@ enum MHD_Result mfs_hubd_route_lfs_verify(struct mfs_hubd_req *r)
         return MHD_YES;
     sz = cJSON_GetObjectItemCaseSensitive(body, "size");
     ok = mfs_hubd_blob_exists(r->srv->store, oid, &have) &&
-         (!cJSON_IsNumber(sz) || (uint64_t)sz->valuedouble == have);
+         (!cJSON_IsNumber(sz) || sz->valuedouble == (double)have);
     cJSON_Delete(body);
     if (!ok)
         return mfs_hubd_reply_error(r, 404, NULL, "LFS object %s is not stored with that size",

@@ -289,8 +289,9 @@ int mfs_hubd_blob_put_file(struct mfs_hubd_store *st, const char *src, char sha2
         rc = mfs_err_set(err, -EINVAL, "cannot import '%s': not a regular file", src);
         goto out_close_in;
     }
-    mfs_hubd_tmp_path(st, "import", tmp, sizeof(tmp));
-    out = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    /* A cut-short temp name could land outside ROOT/tmp: refuse it. */
+    out = mfs_hubd_tmp_path(st, "import", tmp, sizeof(tmp)) < 0 ? -1
+          : open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (out < 0) {
         rc = mfs_err_set(err, -EIO, "cannot create '%s': %s", tmp, strerror(errno));
         goto out_close_in;
@@ -360,8 +361,8 @@ int mfs_hubd_blob_put_mem(struct mfs_hubd_store *st, const void *p, size_t len,
     mfs_hash_git_blob_hex(p, len, oid);
     if (mfs_hubd_blob_exists(st, sha256, NULL))
         return 0;
-    mfs_hubd_tmp_path(st, "mem", tmp, sizeof(tmp));
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    fd = mfs_hubd_tmp_path(st, "mem", tmp, sizeof(tmp)) < 0 ? -1
+         : open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0)
         return mfs_err_set(err, -EIO, "cannot create '%s': %s", tmp, strerror(errno));
     rc = write_all(fd, p, len);
@@ -384,12 +385,56 @@ size_t mfs_hubd_lfs_pointer(const char *sha256, uint64_t size, char *buf, size_t
 
 /* ---- names ---------------------------------------------------------------------------- */
 
+/* True iff s is well-formed UTF-8 with no control byte and no backslash:
+ * overlong forms (a disguised "..") and surrogates are refused, and
+ * clients on Windows would take a backslash for a folder separator. */
+static bool path_bytes_ok(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s;
+        unsigned need;
+        unsigned cp;
+        unsigned k;
+
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f || c == '\\')
+                return false;
+            s++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            need = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            need = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3;
+            cp = c & 0x07;
+        } else {
+            return false;                   /* continuation, overlong lead or > U+10FFFF */
+        }
+        for (k = 1; k <= need; k++) {
+            if ((s[k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[k] & 0x3fu);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+            return false;
+        s += need + 1;
+    }
+    return true;
+}
+
 bool mfs_hubd_path_ok(const char *path)
 {
     const char *p = path;
     size_t len = strlen(path);
 
     if (len == 0 || len >= 1024 || path[0] == '/')
+        return false;
+    if (!path_bytes_ok((const unsigned char *)path))
         return false;
     while (*p) {
         const char *e = strchr(p, '/');
@@ -677,6 +722,21 @@ static bool is_lower_hex(const char *s)
     return true;
 }
 
+static bool commit_exists_locked(struct mfs_hubd_store *st, int64_t repo_id, const char *oid)
+{
+    sqlite3_stmt *s = NULL;
+    bool hit;
+
+    if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM commits WHERE repo = ? AND oid = ?", -1, &s,
+                           NULL) != SQLITE_OK)
+        return false;
+    sqlite3_bind_int64(s, 1, repo_id);
+    sqlite3_bind_text(s, 2, oid, -1, SQLITE_STATIC);
+    hit = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return hit;
+}
+
 static int rev_resolve_locked(struct mfs_hubd_store *st, int64_t repo_id, const char *rev,
                               char commit[41], char refname[MFS_HUBD_REF_MAX],
                               struct mfs_err *err)
@@ -692,6 +752,13 @@ static int rev_resolve_locked(struct mfs_hubd_store *st, int64_t repo_id, const 
         return mfs_err_set(err, -ENOENT, "Invalid rev id: '%s'", rev);
     if (!strcmp(rev, "HEAD"))
         rev = "main";
+    /* A full commit id names that commit even when a branch or tag has the
+     * same name: clients cache 40-hex revisions as immutable (hub-api.md
+     * section 1), so a branch must not be able to shadow one. */
+    if (len == 40 && is_lower_hex(rev) && commit_exists_locked(st, repo_id, rev)) {
+        snprintf(commit, 41, "%s", rev);
+        return 0;
+    }
     if (!strncmp(rev, "refs/", 5)) {
         if (ref_get_locked(st, repo_id, rev, commit) == 0) {
             snprintf(refname, MFS_HUBD_REF_MAX, "%s", rev);
