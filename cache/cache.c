@@ -21,7 +21,9 @@
  * mutex before BEGIN IMMEDIATE (SQLite's busy handler sleeps up to 100 ms at
  * a time); other processes sharing the cache meet the busy timeout.
  * Checkpoints (the only fsyncs with synchronous=NORMAL) run in a thread of
- * their own, woken by a WAL hook, so that no reader waits for a disk flush.
+ * their own, woken by a WAL hook, so that no reader waits for a disk flush;
+ * each one ends by restarting the WAL with writers held for a moment, so
+ * that the WAL stays near CACHE_CKPT_PAGES and is rewritten in place.
  *
  * Eviction: when chunk bytes exceed max_bytes, the chunks with the oldest
  * seq (stored or last read, refreshed at most every CACHE_ATIME_MS) of
@@ -46,7 +48,7 @@
 #define CACHE_ATIME_MS 2000                 /* refresh a blob's atime at most this often */
 #define CACHE_BUSY_MS 30000                 /* wait for another writer at most this long */
 #define CACHE_CKPT_PAGES 1024               /* WAL pages (64 KiB) that wake the checkpointer */
-#define CACHE_CKPT_FORCE 8                  /* x CACHE_CKPT_PAGES: checkpoint with writers held */
+#define CACHE_CKPT_BUSY_MS 100              /* the checkpointer's wait for readers, at most */
 
 enum cache_stmt {
     ST_REF_PUT,
@@ -99,7 +101,7 @@ static const char *const cache_sql[ST_COUNT] = {
     [ST_BLOB_INS] = "INSERT OR IGNORE INTO blobs(cid, size, verified, pinned, stored, atime) "
                     "VALUES(?1, ?2, 0, 0, 0, ?3)",
     [ST_BLOB_ADD] = "UPDATE blobs SET stored = stored + ?2, atime = ?3 WHERE id = ?1",
-    [ST_CHUNK_TOUCH] = "UPDATE chunks SET seq = ?3 WHERE id BETWEEN ?1 AND ?2",
+    [ST_CHUNK_TOUCH] = "UPDATE chunks SET seq = ?3 WHERE id BETWEEN ?1 AND ?2 AND seq < ?4",
     [ST_BLOB_VERIFY] = "UPDATE blobs SET verified = 1 WHERE cid = ?1",
     [ST_BLOB_PIN] = "UPDATE blobs SET pinned = ?2 WHERE cid = ?1",
     [ST_BLOB_RESET] = "UPDATE blobs SET stored = stored - ?2, verified = 0 WHERE id = ?1",
@@ -234,11 +236,15 @@ static void cache_conn_close(struct cache_conn *c)
 
 static int cache_conn_open(struct mfs_cache *cache, struct cache_conn **cp, struct mfs_err *err)
 {
+    /* journal_size_limit: the WAL restarts every CACHE_CKPT_PAGES or so
+     * (cache_ckpt_main) and stays below about twice that; truncating it to
+     * less at each restart would make ext4 allocate its blocks again and
+     * again, a third of the cost of writing it. */
     static const char pragmas[] =
         "PRAGMA journal_mode = WAL;"
         "PRAGMA synchronous = NORMAL;"
         "PRAGMA cache_size = -1024;"
-        "PRAGMA journal_size_limit = 67108864;"
+        "PRAGMA journal_size_limit = 134217728;"
         "PRAGMA foreign_keys = OFF;";
     struct cache_conn *c;
     int rc;
@@ -403,7 +409,6 @@ static void *cache_ckpt_main(void *arg)
 {
     struct mfs_cache *cache = arg;
     struct cache_conn *c = NULL;
-    int pages;
 
     pthread_mutex_lock(&cache->lock);
     for (;;) {
@@ -411,18 +416,26 @@ static void *cache_ckpt_main(void *arg)
             pthread_cond_wait(&cache->ckpt_cond, &cache->lock);
         if (cache->ckpt_stop)
             break;
-        pages = cache->ckpt_pages;
         cache->ckpt_pages = 0;
         pthread_mutex_unlock(&cache->lock);
         if (!c && cache_conn_open(cache, &c, NULL) < 0)
             c = NULL;
-        if (c && pages >= CACHE_CKPT_PAGES * CACHE_CKPT_FORCE) {
-            /* Readers kept the WAL from restarting: hold writers and restart it. */
+        if (c) {
+            /* The RESTART step holds this process's writers: never let it
+             * wait long for another process's reader; the WAL restarts
+             * next time then. */
+            sqlite3_busy_timeout(c->db, CACHE_CKPT_BUSY_MS);
+            /* Two steps.  The bulk of the WAL is copied into the database
+             * while writers go on (PASSIVE).  Under steady writes that alone
+             * never catches up with the WAL's end, so the WAL would never
+             * restart and would grow (and be truncated, and grow again):
+             * then the few frames appended meanwhile are copied with this
+             * process's writers held, and the WAL restarts from its start
+             * (RESTART waits for readers, whose transactions are short). */
+            sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
             pthread_mutex_lock(&cache->write_lock);
             sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
             pthread_mutex_unlock(&cache->write_lock);
-        } else if (c) {
-            sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         }
         pthread_mutex_lock(&cache->lock);
     }
@@ -820,6 +833,10 @@ static void cache_touch(struct mfs_cache *cache, struct cache_conn *c, int64_t b
         sqlite3_bind_int64(s, 1, cache_chunk_rowid(blob_id, lo));
         sqlite3_bind_int64(s, 2, cache_chunk_rowid(blob_id, hi));
         sqlite3_bind_int64(s, 3, now);
+        /* Chunks stored or touched just now keep their seq: rewriting a
+         * row re-reads its overflow pages and logs its leaf page again,
+         * which a cold sequential read would pay for every chunk. */
+        sqlite3_bind_int64(s, 4, now - CACHE_ATIME_MS);
         cache_step_done(c, s, "update an access time", NULL);
     }
     pthread_mutex_unlock(&cache->write_lock);

@@ -18,8 +18,11 @@
  *
  * A run's GET streams into a MFS_FETCH_BATCH buffer that is stored as
  * chunk rows in one transaction whenever it fills, and waiters are woken
- * per batch, so a reader waits for its chunk, not for the whole GET.
- * Memory: one batch buffer per GET in flight.
+ * per batch, so a reader waits for its batch, not for the whole GET.  The
+ * batch is 4 MiB because every commit also rewrites a few 64 KiB pages of
+ * metadata (a chunks leaf, the LRU index, the blob row): at 1 MiB that was a
+ * quarter more WAL bytes than data.
+ * Memory: one batch buffer per GET in flight (smaller for a short run).
  */
 #include "fs/fetch_int.h"
 
@@ -110,95 +113,150 @@ struct fetch_sink {
     struct mfs_fetch *f;
     struct mfs_fetch_run *run;
     bool is_lfs;                            /* sha256, else git blob id */
-    unsigned char *buf;                     /* MFS_FETCH_BATCH bytes */
+    unsigned char *buf;                     /* cap bytes */
+    size_t cap;                             /* MFS_FETCH_BATCH, or less for a short run */
     size_t fill;                            /* bytes in buf */
     uint64_t next_idx;                      /* chunk index of buf[0] */
     struct mfs_err err;                     /* a cache failure */
 };
 
 #define FETCH_MAX_HASHINGS 64               /* blobs hashed on arrival at once */
-#define FETCH_CATCHUP_CHUNKS 64             /* chunks one feed reads back from the cache */
+#define FETCH_CATCHUP_CHUNKS 64             /* chunks one presence query looks at */
+#define FETCH_CATCHUP_READ 4                /* chunks read back from the cache at a time */
+#define FETCH_HASH_LAG 2                    /* x max_window: runs this far ahead read back */
 
-/* Hash what can be hashed in order: our own just-stored bytes if they are
- * next, then chunks already stored by other runs, read back from the
- * cache.  Never waits: if another thread is feeding, it will catch up. */
-static void fetch_hash_feed(struct mfs_fetch *f, const struct mfs_fetch_run *run, bool is_lfs,
-                            uint64_t idx, const unsigned char *data, size_t len)
+/* Start hashing cid on arrival, if there is room.  Caller holds f->lock. */
+static struct mfs_fetch_hashing *fetch_hash_start_locked(struct mfs_fetch *f, const char *cid,
+                                                         uint64_t size, bool is_lfs)
 {
     struct mfs_fetch_hashing *hs;
-    unsigned char *tmp = NULL;
+
+    /* A blob that cannot stay whole in the cache is never verified: skip it. */
+    if (f->nhashings >= FETCH_MAX_HASHINGS || (f->room && size > f->room))
+        return NULL;
+    hs = calloc(1, sizeof(*hs));
+    if (!hs)
+        return NULL;
+    hs->h = is_lfs ? mfs_hash_new(MFS_HASH_SHA256) : mfs_hash_git_blob_new(size);
+    if (!hs->h) {
+        free(hs);
+        return NULL;
+    }
+    snprintf(hs->cid, sizeof(hs->cid), "%s", cid);
+    hs->size = size;
+    hs->epoch = mfs_cache_epoch(f->cache);
+    hs->next = f->hashings;
+    f->hashings = hs;
+    f->nhashings++;
+    return hs;
+}
+
+/* Hash stored chunks from hs->next_off on, read back from the cache, up to
+ * the first one missing.  Caller is hs's feeder (busy). */
+static void fetch_hash_catch_up(struct mfs_fetch *f, struct mfs_fetch_hashing *hs)
+{
     unsigned char present[FETCH_CATCHUP_CHUNKS];
-    uint64_t n = (len + MFS_CACHE_CHUNK - 1) / MFS_CACHE_CHUNK;
+    unsigned char *tmp = NULL;
+    uint64_t nchunks = (hs->size + MFS_CACHE_CHUNK - 1) / MFS_CACHE_CHUNK;
     uint64_t k;
 
-    pthread_mutex_lock(&f->lock);
-    for (hs = f->hashings; hs; hs = hs->next)
-        if (!strcmp(hs->cid, run->cid))
-            break;
-    /* A blob that cannot stay whole in the cache is never verified: skip it. */
-    if (!hs && idx == 0 && f->nhashings < FETCH_MAX_HASHINGS &&
-        (!f->room || run->size <= f->room)) {
-        hs = calloc(1, sizeof(*hs));
-        if (hs) {
-            hs->h = is_lfs ? mfs_hash_new(MFS_HASH_SHA256) : mfs_hash_git_blob_new(run->size);
-            if (!hs->h) {
-                free(hs);
-                hs = NULL;
-            }
-        }
-        if (hs) {
-            snprintf(hs->cid, sizeof(hs->cid), "%s", run->cid);
-            hs->size = run->size;
-            hs->nchunks = (run->size + MFS_CACHE_CHUNK - 1) / MFS_CACHE_CHUNK;
-            hs->epoch = mfs_cache_epoch(f->cache);
-            hs->next = f->hashings;
-            f->hashings = hs;
-            f->nhashings++;
-        }
-    }
-    if (!hs || hs->busy || hs->next_idx >= hs->nchunks) {
-        pthread_mutex_unlock(&f->lock);
-        return;
-    }
-    hs->busy = true;
-    pthread_mutex_unlock(&f->lock);
-
-    if (hs->next_idx == idx) {
-        mfs_hash_update(hs->h, data, len);
-        hs->next_idx += n;
-    }
-    /* Catch up with runs that finished out of order. */
-    while (hs->next_idx < hs->nchunks && hs->next_idx > idx) {
-        uint64_t want = hs->nchunks - hs->next_idx;
-        uint64_t off = hs->next_idx * MFS_CACHE_CHUNK;
+    while (hs->next_off < hs->size) {
+        uint64_t idx = hs->next_off / MFS_CACHE_CHUNK;
+        uint64_t want = nchunks - idx;
+        uint64_t end;
         size_t bytes;
 
         if (want > FETCH_CATCHUP_CHUNKS)
             want = FETCH_CATCHUP_CHUNKS;
-        if (mfs_cache_chunks_present(f->cache, run->cid, hs->next_idx, want, present,
-                                     NULL) < 0)
+        if (mfs_cache_chunks_present(f->cache, hs->cid, idx, want, present, NULL) < 0)
             break;
         for (k = 0; k < want && present[k]; k++)
             ;
         if (k == 0)
             break;
+        /* A few chunks per read keep the buffer small. */
+        if (k > FETCH_CATCHUP_READ)
+            k = FETCH_CATCHUP_READ;
+        end = (idx + k) * MFS_CACHE_CHUNK < hs->size ? (idx + k) * MFS_CACHE_CHUNK : hs->size;
+        bytes = (size_t)(end - hs->next_off);
         if (!tmp)
-            tmp = malloc(4 * MFS_CACHE_CHUNK);
+            tmp = malloc(FETCH_CATCHUP_READ * MFS_CACHE_CHUNK);
         if (!tmp)
             break;
-        /* At most 4 chunks per read to keep the buffer small. */
-        if (k > 4)
-            k = 4;
-        bytes = (size_t)(off + k * MFS_CACHE_CHUNK > hs->size ? hs->size - off
-                                                               : k * MFS_CACHE_CHUNK);
-        if (mfs_cache_get(f->cache, run->cid, off, bytes, tmp, NULL) != (ssize_t)bytes)
+        if (mfs_cache_get(f->cache, hs->cid, hs->next_off, bytes, tmp, NULL) != (ssize_t)bytes)
             break;
         mfs_hash_update(hs->h, tmp, bytes);
-        hs->next_idx += k;
+        hs->next_off = end;
     }
     free(tmp);
+}
+
+/* Hash what can be hashed in order.  data holds bytes [off, off+len) of
+ * the blob, just stored (stored = true: a run's batch) or just read by a
+ * reader; the part of it at the hash's front is hashed from memory.  A
+ * sequential reader thus hashes the file as it reads it, for the price of
+ * the hash alone.  Stored chunks further on are read back from the cache
+ * only by a run (catch_up) that is far ahead of the hash front: then no
+ * reader is about to feed it (runs finish out of order, and a chunk left
+ * behind would be hashed only by the reader that completes the blob, on
+ * its critical path).  A run never waits: if another thread is feeding,
+ * it is told (again) to look once more before it stops; a reader waits
+ * only for a run hashing its own batch (a few ms). */
+static void fetch_hash_feed(struct mfs_fetch *f, const char *cid, uint64_t size, bool is_lfs,
+                            uint64_t off, const unsigned char *data, size_t len, bool stored)
+{
+    struct mfs_fetch_hashing *hs;
+    bool own;
+    bool catch_up;
+
     pthread_mutex_lock(&f->lock);
+    for (;;) {
+        for (hs = f->hashings; hs; hs = hs->next)
+            if (!strcmp(hs->cid, cid))
+                break;
+        /* A reader's bytes are gone once it returns, and the reader is the
+         * feeder of last resort: wait for a run hashing its own batch
+         * (short), not for one reading back (long; it covers these bytes
+         * anyway).  hs may be taken meanwhile: look it up again. */
+        if (!hs || stored || !hs->busy || hs->catching)
+            break;
+        pthread_cond_wait(&f->cond, &f->lock);
+    }
+    if (!hs && off == 0 && stored)
+        hs = fetch_hash_start_locked(f, cid, size, is_lfs);
+    if (hs && hs->busy && stored)
+        hs->again = true;
+    if (!hs || hs->busy) {                  /* next_off is the feeder's while busy */
+        pthread_mutex_unlock(&f->lock);
+        return;
+    }
+    own = hs->next_off >= off && hs->next_off < off + len;
+    catch_up = stored && off > hs->next_off + f->max_window * FETCH_HASH_LAG;
+    if (hs->next_off >= hs->size || (!own && !catch_up)) {
+        pthread_mutex_unlock(&f->lock);
+        return;
+    }
+    hs->busy = true;
+    hs->catching = catch_up;
+    hs->again = false;
+    pthread_mutex_unlock(&f->lock);
+
+    if (own) {
+        mfs_hash_update(hs->h, data + (hs->next_off - off), (size_t)(off + len - hs->next_off));
+        hs->next_off = off + len;
+    }
+    for (;;) {
+        if (catch_up)
+            fetch_hash_catch_up(f, hs);
+        pthread_mutex_lock(&f->lock);
+        if (!catch_up || !hs->again || hs->next_off >= hs->size)
+            break;
+        hs->again = false;                  /* a chunk may have come meanwhile: look again */
+        pthread_mutex_unlock(&f->lock);
+    }
     hs->busy = false;
+    hs->catching = false;
+    hs->again = false;
     pthread_cond_broadcast(&f->cond);
     pthread_mutex_unlock(&f->lock);
 }
@@ -253,7 +311,8 @@ static int fetch_sink_flush(struct fetch_sink *s)
     run->ready += n;
     pthread_cond_broadcast(&s->f->cond);
     pthread_mutex_unlock(&s->f->lock);
-    fetch_hash_feed(s->f, run, s->is_lfs, s->next_idx, s->buf, s->fill);
+    fetch_hash_feed(s->f, run->cid, run->size, s->is_lfs, s->next_idx * MFS_CACHE_CHUNK, s->buf,
+                    s->fill, true);
     s->next_idx += n;
     s->fill = 0;
     return 0;
@@ -267,7 +326,7 @@ static int fetch_sink(void *ctx, const void *data, size_t len)
     int rc;
 
     while (len > 0) {
-        size_t n = MFS_FETCH_BATCH - s->fill;
+        size_t n = s->cap - s->fill;
 
         if (n > len)
             n = len;
@@ -275,7 +334,7 @@ static int fetch_sink(void *ctx, const void *data, size_t len)
         s->fill += n;
         p += n;
         len -= n;
-        if (s->fill == MFS_FETCH_BATCH) {
+        if (s->fill == s->cap) {
             rc = fetch_sink_flush(s);
             if (rc < 0)
                 return rc;
@@ -318,7 +377,11 @@ void mfs_fetch_run_exec(struct mfs_fetch *f, struct mfs_fetch_run *run)
     off += k * MFS_CACHE_CHUNK;
     if (end > run->size)
         end = run->size;
-    s.buf = k < run->count ? malloc(MFS_FETCH_BATCH) : NULL;
+    if (k < run->count) {
+        /* A short run (a tensor's few chunks) needs no full batch buffer. */
+        s.cap = end - off < MFS_FETCH_BATCH ? (size_t)(end - off) : MFS_FETCH_BATCH;
+        s.buf = malloc(s.cap);
+    }
     if (k == run->count) {
         rc = 0;                             /* all there already */
     } else if (!s.buf) {
@@ -502,7 +565,7 @@ static int fetch_hash_blob(struct mfs_fetch *f, const struct mfs_entry *e, struc
     if (hs && hs->epoch == mfs_cache_epoch(f->cache) && hs->size == e->size) {
         h = hs->h;
         hs->h = NULL;
-        off = hs->next_idx * MFS_CACHE_CHUNK;
+        off = hs->next_off;
         epoch = hs->epoch;
     }
     fetch_hashing_free(hs);
@@ -766,6 +829,8 @@ ssize_t mfs_fetch_read(struct mfs_fetch *f, const struct mfs_entry *e, uint64_t 
     if (mfs_cache_blob_info(f->cache, cid, &info, NULL) == 0 && info.size == e->size &&
         (info.verified || info.stored < info.size)) {
         rc = mfs_cache_get(f->cache, cid, off, len, buf, NULL);
+        if (rc >= 0 && !info.verified)
+            fetch_hash_feed(f, cid, e->size, e->is_lfs, off, buf, len, false);
         if (rc >= 0)
             return rc;
     }
@@ -786,6 +851,8 @@ ssize_t mfs_fetch_read(struct mfs_fetch *f, const struct mfs_entry *e, uint64_t 
         if (rc < 0)
             return rc;
         rc = mfs_cache_get(f->cache, cid, off, len, buf, err);
+        if (rc >= 0)
+            fetch_hash_feed(f, cid, e->size, e->is_lfs, off, buf, len, false);
         if (rc != -ENODATA)
             return rc;
         mfs_err_clear(err);

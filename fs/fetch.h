@@ -20,7 +20,7 @@
  *   - read-ahead and whole-file fetches are capped at a quarter of the
  *     cache's max_bytes, so they never evict what a reader waits for;
  *   - offline: misses are -EIO with "offline and not cached".
- * Memory: one 1 MiB buffer per GET in flight (at most max_parallel
+ * Memory: one 4 MiB batch buffer per GET in flight (at most max_parallel
  * prefetch GETs, plus the readers' own).
  *
  * Threads: any thread may call any function.

@@ -19,7 +19,7 @@
 #include "fs/fetch.h"
 
 #define MFS_FETCH_PIECE (8u << 20)          /* bytes per Range GET at most */
-#define MFS_FETCH_BATCH (1u << 20)          /* bytes stored per cache transaction */
+#define MFS_FETCH_BATCH (4u << 20)          /* bytes stored per cache transaction */
 
 struct mfs_fetch_run {
     char cid[65];                           /* content id */
@@ -64,19 +64,21 @@ struct mfs_fetch_verify {
     struct mfs_fetch_verify *next;
 };
 
-/* A blob's checksum computed while it arrives: the bytes of chunks
- * [0, next_idx) are in h.  Fed by whichever thread stores chunk next_idx
- * (or finds it stored), one at a time (busy); taken by the verifier, which
- * only has to hash the rest.  Trusted only while the cache's epoch has not
- * moved (no chunk was deleted, so none was refetched with other bytes). */
+/* A blob's checksum computed while it arrives: bytes [0, next_off) are in
+ * h.  Fed, one thread at a time (busy), by the run that stores the bytes
+ * at next_off or by the reader that reads them (fs/fetch.c
+ * fetch_hash_feed); taken by the verifier, which only has to hash the
+ * rest.  Trusted only while the cache's epoch has not moved (no chunk was
+ * deleted, so none was refetched with other bytes). */
 struct mfs_fetch_hashing {
     char cid[65];
     struct mfs_hash *h;                     /* sha256, or git blob id for regular files */
-    uint64_t next_idx;                      /* chunks hashed */
-    uint64_t nchunks;                       /* chunks of the blob */
+    uint64_t next_off;                      /* bytes hashed: [0, next_off) */
     uint64_t size;                          /* blob bytes */
     uint64_t epoch;                         /* mfs_cache_epoch() when started */
     bool busy;                              /* a thread is feeding it (outside f->lock) */
+    bool again;                             /* a feed came while busy: the feeder looks again */
+    bool catching;                          /* the feeder reads back from the cache */
     struct mfs_fetch_hashing *next;
 };
 

@@ -27,6 +27,7 @@
  * unmounted with fusermount3 -u (then -z).
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -96,13 +97,14 @@ static void mount_usage(FILE *f)
           "  --cache-size SIZE     eviction bound for cached bytes (50GB, 20GiB)\n"
           "  --offline             only what is cached ($HF_HUB_OFFLINE=1 too)\n"
           "  --repo-type TYPE      model (default) or dataset\n"
-          "  --timeout SECONDS     a read stalled this long fails with EIO (default 30)\n"
+          "  --timeout SECONDS     a transfer stalled this long fails with EIO (default 30)\n"
           "  --read-only           (the mount is read-only for now anyway)\n"
           "  --max-shard-size SIZE accepted for later writes (default 5GB)\n"
           "  -f                    stay in the foreground\n"
           "  -o OPT[,OPT...]       the same options as NAME=VALUE, others go to FUSE\n"
           "mount.fuse3 form: modelfs REPO_ID MOUNTPOINT -o revision=main,cache_dir=...\n"
-          "usage: modelfs umount MOUNTPOINT\n", f);
+          "MOUNTPOINT must be an existing empty folder.\n"
+          "usage: modelfs umount [--discard] MOUNTPOINT\n", f);
 }
 
 static void opts_release(struct mount_opts *o)
@@ -298,6 +300,64 @@ static int apply_opt(struct mount_opts *o, const char *name, const char *val, bo
     return rc < 0 ? mfs_err_set(err, rc, "out of memory") : 0;
 }
 
+/* Whether id is a Hub repo id: "name" or "namespace/name", each part of
+ * letters, digits, '-', '_', '.', not starting or ending with '-' or '.',
+ * no "--" or "..", at most 96 characters (huggingface_hub's
+ * validate_repo_id).  Spaces, slashes beyond one and ".." are refused
+ * here, before any request names them. */
+static bool repo_id_ok(const char *id)
+{
+    size_t len = strlen(id);
+    size_t part = 0;
+    int slashes = 0;
+    size_t i;
+
+    if (len == 0 || len > 96 || strstr(id, "..") || strstr(id, "--"))
+        return false;
+    for (i = 0; i <= len; i++) {
+        char c = id[i];
+
+        if (c == '/' || c == '\0') {
+            if (part == 0 || id[i - 1] == '-' || id[i - 1] == '.')
+                return false;
+            if (c == '/' && ++slashes > 1)
+                return false;
+            part = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return false;
+        if (part == 0 && (c == '-' || c == '.'))
+            return false;
+        part++;
+    }
+    return true;
+}
+
+/* 0 when path is an empty folder.  -ENOTDIR, -ENOTEMPTY (mounting there
+ * would hide its files, as mountpoint-s3 and rclone refuse to), or the
+ * error of opendir, with the reason in *err. */
+static int mountpoint_check(const char *path, struct mfs_err *err)
+{
+    struct dirent *de;
+    DIR *d = opendir(path);
+    int rc = 0;
+
+    if (!d)
+        return mfs_err_set(err, -errno, "cannot mount on '%s': %s", path, strerror(errno));
+    for (de = readdir(d); de; de = readdir(d)) {
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            rc = mfs_err_set(err, -ENOTEMPTY,
+                             "cannot mount on '%s': the folder is not empty (its files would "
+                             "be hidden); use an empty folder", path);
+            break;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
 static int parse_args(int argc, char **argv, struct mount_opts *o, struct mfs_err *err)
 {
     const char *pos[2] = { NULL, NULL };
@@ -352,10 +412,14 @@ static int parse_args(int argc, char **argv, struct mount_opts *o, struct mfs_er
     /* mount.fuse3's old "type#source" spelling. */
     if (!strncmp(pos[0], "modelfs#", 8))
         pos[0] += 8;
-    if (!pos[0][0] || pos[0][0] == '/' || strstr(pos[0], "..") || strstr(pos[0], "--"))
-        return mfs_err_set(err, -EINVAL, "bad repo id '%s'", pos[0]);
+    if (!repo_id_ok(pos[0]))
+        return mfs_err_set(err, -EINVAL, "bad repo id '%s': want NAME or NAMESPACE/NAME of "
+                           "letters, digits, '-', '_', '.'", pos[0]);
     if (!realpath(pos[1], path))
         return mfs_err_set(err, -errno, "cannot mount on '%s': %s", pos[1], strerror(errno));
+    rc = mountpoint_check(path, err);
+    if (rc < 0)
+        return rc;
     if (set_str(&o->repo_id, pos[0]) < 0 || set_str(&o->mountpoint, path) < 0)
         return mfs_err_set(err, -ENOMEM, "out of memory");
     if (!o->revision && set_str(&o->revision, "main") < 0)
@@ -548,8 +612,8 @@ static int resolve(const struct mount_opts *o, struct mfs_hub *hub, struct mfs_c
         } else {
             rc = mfs_cache_ref_get(cache, &repo, o->revision, commit, err);
             if (rc == -ENODATA)
-                return mfs_err_set(err, -ENOENT, "offline, and '%s' at '%s' is not cached",
-                                   o->repo_id, o->revision);
+                return mfs_err_set(err, -ENOENT, "offline, and '%s' at '%s' from '%s' is not "
+                                   "cached", o->repo_id, o->revision, o->endpoint);
             if (rc < 0)
                 return rc;
         }
@@ -791,18 +855,24 @@ int mfs_cli_mount(int argc, char **argv)
 
 /* ---- umount ----------------------------------------------------------------- */
 
-static bool is_mounted(const char *mnt)
+/* Whether mnt is a mount point (/proc/self/mountinfo), with its file
+ * system type ("fuse.modelfs") copied into type[0..n) when it is. */
+static bool mount_lookup(const char *mnt, char *type, size_t n)
 {
     char line[8192];
     bool found = false;
     FILE *f = fopen("/proc/self/mountinfo", "r");
 
+    if (n)
+        type[0] = '\0';
     if (!f)
         return false;
     while (!found && fgets(line, sizeof(line), f)) {
-        /* "id parent maj:min root MOUNTPOINT ...": field 5, octal-escaped. */
+        /* "id parent maj:min root MOUNTPOINT ... - FSTYPE SOURCE ...":
+         * the mount point is field 5, octal-escaped. */
         char *p = line;
         char point[PATH_MAX];
+        const char *sep;
         size_t k = 0;
         int field;
 
@@ -823,9 +893,23 @@ static bool is_mounted(const char *mnt)
         }
         point[k] = '\0';
         found = !strcmp(point, mnt);
+        sep = found ? strstr(p, " - ") : NULL;
+        if (sep && n) {
+            size_t len = strcspn(sep + 3, " ");
+
+            if (len >= n)
+                len = n - 1;
+            memcpy(type, sep + 3, len);
+            type[len] = '\0';
+        }
     }
     fclose(f);
     return found;
+}
+
+static bool is_mounted(const char *mnt)
+{
+    return mount_lookup(mnt, NULL, 0);
 }
 
 static int run_fusermount(const char *mnt, bool lazy)
@@ -844,6 +928,25 @@ static int run_fusermount(const char *mnt, bool lazy)
 
 /* True while pid runs: a zombie (exited, not yet reaped by whoever
  * adopted it) counts as gone. */
+/* Whether pid runs the modelfs binary (/proc/PID/comm), so that a pid
+ * xattr served by someone else's FUSE daemon cannot aim SIGTERM at an
+ * unrelated process. */
+static bool pid_is_modelfs(pid_t pid)
+{
+    char path[64];
+    char comm[32] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return false;
+    if (!fgets(comm, sizeof(comm), f))
+        comm[0] = '\0';
+    fclose(f);
+    return !strncmp(comm, "modelfs", 7);
+}
+
 static bool pid_alive(pid_t pid)
 {
     char path[64];
@@ -924,6 +1027,7 @@ int mfs_cli_umount(int argc, char **argv)
     const char *arg = NULL;
     char mnt[PATH_MAX];
     char pidbuf[32];
+    char fstype[64];
     ssize_t n;
     pid_t pid = 0;
     int i;
@@ -960,8 +1064,15 @@ int mfs_cli_umount(int argc, char **argv)
     }
     while (strlen(mnt) > 1 && mnt[strlen(mnt) - 1] == '/')
         mnt[strlen(mnt) - 1] = '\0';
-    if (!is_mounted(mnt)) {
+    if (!mount_lookup(mnt, fstype, sizeof(fstype))) {
         fprintf(stderr, "modelfs: cannot unmount '%s': not mounted\n", arg);
+        return 1;
+    }
+    /* Only our own mounts: the pid xattr below is trusted only there, and
+     * another file system is not ours to detach. */
+    if (strcmp(fstype, "fuse.modelfs") != 0) {
+        fprintf(stderr, "modelfs: cannot unmount '%s': not a modelfs mount (%s); use umount\n",
+                arg, fstype[0] ? fstype : "unknown type");
         return 1;
     }
     n = probe_pid_xattr(mnt, pidbuf, sizeof(pidbuf));
@@ -974,7 +1085,7 @@ int mfs_cli_umount(int argc, char **argv)
         if (end != pidbuf && *end == '\0' && v > 1 && v < (unsigned long long)INT_MAX)
             pid = (pid_t)v;
     }
-    if (pid > 0 && kill(pid, SIGTERM) == 0) {
+    if (pid > 0 && pid_is_modelfs(pid) && kill(pid, SIGTERM) == 0) {
         for (i = 0; i < 100 && is_mounted(mnt); i++)
             sleep_ms(50);
         /* Give the daemon a moment to finish its own clean-up (cache). */

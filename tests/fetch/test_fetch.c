@@ -459,6 +459,49 @@ static void test_prefetch(struct env *v)
     free(buf);
 }
 
+/* The checksum of a file read sequentially is computed while it arrives
+ * (by the runs that store it and by the reader, fs/fetch.c): a corrupt
+ * file must still fail the read that completes it, and a good one must
+ * end verified. */
+static void test_sequential_verify(struct env *v)
+{
+    struct mock_file *f = biggest(v);
+    struct mfs_cache_blob_info info;
+    struct mfs_err err = MFS_ERR_INIT;
+    struct mfs_entry e;
+    unsigned char *buf = malloc(65536);
+    uint64_t off;
+    ssize_t got = 0;
+    bool ok = true;
+    int pass;
+
+    entry_of(f, &e);
+    for (pass = 0; pass < 2; pass++) {
+        env_reset(v, 0);
+        atomic_store(&v->m.mode, pass == 0 ? MOCK_CORRUPT : MOCK_OK);
+        for (off = 0; off < f->size; off += 65536) {
+            size_t n = f->size - off < 65536 ? (size_t)(f->size - off) : 65536;
+
+            got = mfs_fetch_read(v->f, &e, 21, off, n, buf, &err);
+            if (got != (ssize_t)n)
+                break;
+            if (pass == 1 && memcmp(buf, f->data + off, n))
+                ok = false;
+        }
+        memset(&info, 0, sizeof(info));
+        mfs_cache_blob_info(v->cache, f->sha256, &info, NULL);
+        if (pass == 0)
+            CHECK(got == -EIO && strstr(err.msg, "checksum") && info.stored < f->size,
+                  "corrupt LFS file read in 64 KiB steps -> -EIO by its end (%zd): %s", got,
+                  err.msg);
+        else
+            CHECK(ok && off >= f->size && info.verified,
+                  "good LFS file read in 64 KiB steps: right bytes, verified at its end");
+    }
+    atomic_store(&v->m.mode, MOCK_OK);
+    free(buf);
+}
+
 int main(void)
 {
     struct env v;
@@ -473,6 +516,7 @@ int main(void)
     test_faults(&v);
     test_eviction_and_bound(&v);
     test_prefetch(&v);
+    test_sequential_verify(&v);
     env_stop(&v);
     return check_done();
 }
