@@ -54,6 +54,8 @@ cat "$MNT/.modelfs/info"
 if [ -e "$MNT/.modelfs/generate" ]; then
     say "echo 'Once upon a time' > $MNT/.modelfs/generate; cat $MNT/.modelfs/generate"
     echo "Once upon a time" >"$MNT/.modelfs/generate" && cat "$MNT/.modelfs/generate"
+    say modelfs run "$MNT" "Once upon a time" --max-new-tokens 80
+    "$BIN" run "$MNT" "Once upon a time" --max-new-tokens 80
 else
     echo
     echo "(.modelfs/generate is not there yet: text generation is not built in this tree)"
