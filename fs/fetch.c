@@ -766,6 +766,39 @@ void mfs_fetch_free(struct mfs_fetch **fp)
     *fp = NULL;
 }
 
+struct direct_sink {
+    unsigned char *dst;                     /* the caller's buffer */
+    size_t len;                             /* bytes wanted */
+    size_t got;                             /* bytes received so far */
+};
+
+static int direct_sink_fn(void *ctx, const void *data, size_t len)
+{
+    struct direct_sink *d = ctx;
+
+    if (len > d->len - d->got)
+        return -EIO;
+    memcpy(d->dst + d->got, data, len);
+    d->got += len;
+    return 0;
+}
+
+/* Bytes [off, off+len) of e from the Hub into buf, bypassing the cache. */
+static int fetch_direct(struct mfs_fetch *f, const struct mfs_entry *e, uint64_t off, size_t len,
+                        unsigned char *buf, struct mfs_err *err)
+{
+    struct direct_sink d = { buf, len, 0 };
+    int rc;
+
+    if (!f->hub)
+        return mfs_err_set(err, -EIO, "cannot read '%s': offline and not cached", e->path);
+    rc = mfs_hub_get_range(f->hub, f->repo_id, f->commit, e->path, off, len, direct_sink_fn, &d,
+                           err);
+    if (rc == 0 && d.got != len)
+        rc = mfs_err_set(err, -EIO, "cannot read '%s': short answer", e->path);
+    return rc;
+}
+
 /* The chunks of a read did not all stay in the cache until they were
  * copied (a cache smaller than what is read and read ahead): fetch and copy
  * one chunk at a time, so each only has to survive its own copy. */
@@ -793,9 +826,17 @@ static ssize_t fetch_read_piecewise(struct mfs_fetch *f, const struct mfs_entry 
             }
             rc = mfs_cache_get(f->cache, cid, pos, n, buf + done, err);
         }
-        if (rc == -ENODATA)
-            return mfs_err_set(err, -EIO, "cannot read '%s': its chunks keep being evicted "
-                               "(cache too small?)", e->path);
+        if (rc == -ENODATA) {
+            /* The cache is too small for what is read and read ahead at
+             * once: serve this piece straight from the Hub rather than
+             * fail the read (the strict Range checks still hold). */
+            rc = fetch_direct(f, e, pos, n, buf + done, err);
+            if (rc < 0) {
+                if (f->log)
+                    f->log(f->log_ctx, e->path, err);
+                return rc;
+            }
+        }
         if (rc < 0)
             return rc;
         done += n;
