@@ -1253,15 +1253,6 @@ static void info_model(struct mfs_view *view, cJSON *root)
             mfs_view_log_path(view, "config.json", &err);
         } else {
             have = true;
-            /* BertLMHeadModel / BertForMaskedLM tie the decoder to the word
-             * embeddings (golden: cls.predictions.decoder.* are aliases);
-             * the model layer reports tied only for causal heads.
-             * transformers' default for tie_word_embeddings is true. */
-            if (cfg.arch == MFS_ARCH_BERT &&
-                !cJSON_IsFalse(cJSON_GetObjectItem(conf, "tie_word_embeddings")) &&
-                (strstr(cfg.architecture, "LMHead") || strstr(cfg.architecture, "MaskedLM") ||
-                 strstr(cfg.architecture, "PreTraining")))
-                mi.tied = true;
         }
     }
     add_u64_or_null(root, "num_parameters", have, mi.num_parameters);

@@ -293,6 +293,8 @@ static int parse_bert(const cJSON *root, struct mfs_model_config *cfg, struct mf
         rc = get_str(root, "hidden_act", act, sizeof(act), err);
     if (rc == 0)
         rc = parse_act(act[0] ? act : "gelu", &cfg->act, err);
+    if (rc == 0)
+        rc = get_bool(root, "tie_word_embeddings", true, &cfg->tie_word_embeddings, err);
     if (rc < 0)
         return rc;
     cfg->n_kv_heads = cfg->n_heads;

@@ -70,6 +70,7 @@ struct mfs_model_loader {
     const struct mfs_ckpt_io *io;
     void *raw;                              /* host: one tensor's checkpoint bytes */
     size_t raw_cap;
+    const struct mfs_ckpt_tensor *raw_of;   /* tensor whose bytes raw holds, or NULL */
     void *stage;                            /* host: converted chunk before upload */
     size_t stage_cap;
     const char *prefix;                     /* prepended to names ("bert."), or "" */

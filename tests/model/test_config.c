@@ -35,8 +35,8 @@ static void check_folders(void)
         { "tiny-random-qwen2", MFS_ARCH_LLAMA, 50257, 2, 4, 0, true },
         { "tiny-random-gpt2", MFS_ARCH_GPT2, 50257, 4, 4, 0, true },
         { "fake-gpt2", MFS_ARCH_GPT2, 50257, 1, 2, 0, true },
-        { "tiny-random-bert", MFS_ARCH_BERT, 30522, 4, 4, 0, false },
-        { "bert-tiniest", MFS_ARCH_BERT, 30522, 1, 4, 0, false },
+        { "tiny-random-bert", MFS_ARCH_BERT, 30522, 4, 4, 0, true },
+        { "bert-tiniest", MFS_ARCH_BERT, 30522, 1, 4, 0, true },
         { "tiny-random-bloom", MFS_ARCH_BLOOM, 1024, 4, 8, 0, true },
     };
     size_t i;
