@@ -70,7 +70,6 @@ enum cache_stmt {
     ST_CHUNK_INS,
     ST_CHUNK_DEL_ALL,
     ST_LRU,
-    ST_BLOB_SHRINK,
     ST_CHUNK_DEL,
     ST_CHUNK_RANGE,
     ST_BEGIN,
@@ -110,7 +109,6 @@ static const char *const cache_sql[ST_COUNT] = {
     [ST_CHUNK_DEL_ALL] = "DELETE FROM chunks WHERE id BETWEEN ?1 AND ?2",
     [ST_LRU] = "SELECT id, length(data) FROM chunks WHERE (id >> 24) NOT IN "
                "(SELECT id FROM blobs WHERE pinned = 1) ORDER BY seq, id LIMIT 64",
-    [ST_BLOB_SHRINK] = "UPDATE blobs SET stored = stored - ?2, verified = 0 WHERE id = ?1",
     [ST_CHUNK_DEL] = "DELETE FROM chunks WHERE id = ?1",
     [ST_CHUNK_RANGE] = "SELECT id FROM chunks WHERE id BETWEEN ?1 AND ?2",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -1072,7 +1070,7 @@ static void cache_evict(struct mfs_cache *cache)
             sqlite3_bind_int64(s, 1, ids[j]);
             if (cache_step_done(c, s, "evict", NULL) < 0)
                 goto out_rollback;
-            if (cache_stmt(c, ST_BLOB_SHRINK, &s, NULL) < 0)
+            if (cache_stmt(c, ST_BLOB_RESET, &s, NULL) < 0)
                 goto out_rollback;
             sqlite3_bind_int64(s, 1, ids[j] >> CACHE_IDX_BITS);
             sqlite3_bind_int64(s, 2, (int64_t)lens[j]);

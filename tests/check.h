@@ -9,7 +9,7 @@
  *     return check_done();
  *
  * Test data lives in the repository: MFS_DATA is the path of data/
- * (run.sh exports it; tests never read ../shared).
+ * (run.sh exports it; tests read only what the repository holds).
  */
 #ifndef MFS_TESTS_CHECK_H
 #define MFS_TESTS_CHECK_H
