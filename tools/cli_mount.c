@@ -770,12 +770,27 @@ out_report:
     return rc;
 }
 
+static bool mount_lookup(const char *mnt, char *type, size_t n);
+static int run_fusermount(const char *mnt, bool lazy);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+static long mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int mfs_cli_mount(int argc, char **argv)
 {
     struct mount_opts o;
     struct mfs_err err = MFS_ERR_INIT;
     char buf[MFS_ERR_MSG_SIZE + 16];
     size_t got = 0;
+    bool timed_out = false;
+    long start_ms;
+    long wait_ms;
     int fds[2];
     pid_t pid;
     int status;
@@ -826,9 +841,23 @@ int mfs_cli_mount(int argc, char **argv)
         _exit(rc < 0 ? 1 : 0);
     }
     close(fds[1]);
+    /* Every step of start-up is bounded by the stall timeout, but a bug
+     * must not leave the caller (a shell, mount(8), a boot) waiting
+     * forever: past the deadline the daemon is killed and the mount fails. */
+    start_ms = mono_ms();
+    wait_ms = o.timeout_ms * 4 > 120000 ? o.timeout_ms * 4 : 120000;
     while (got < sizeof(buf) - 1) {
-        ssize_t r = read(fds[0], buf + got, sizeof(buf) - 1 - got);
+        struct pollfd pfd = { fds[0], POLLIN, 0 };
+        long left = wait_ms - (mono_ms() - start_ms);
+        ssize_t r;
 
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        if (poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left) <= 0)
+            continue;                       /* EINTR, or the deadline: checked above */
+        r = read(fds[0], buf + got, sizeof(buf) - 1 - got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -844,7 +873,16 @@ int mfs_cli_mount(int argc, char **argv)
         return 0;
     }
     buf[strcspn(buf, "\n")] = '\0';
-    if (!strncmp(buf, "ERR ", 4))
+    if (timed_out) {
+        char type[64];
+
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        if (mount_lookup(o.mountpoint, type, sizeof(type)))
+            run_fusermount(o.mountpoint, true);
+        fprintf(stderr, "modelfs: cannot mount '%s': the daemon was not ready after %ld s\n",
+                o.repo_id, wait_ms / 1000);
+    } else if (!strncmp(buf, "ERR ", 4))
         fprintf(stderr, "modelfs: cannot mount '%s': %s\n", o.repo_id, buf + 4);
     else
         fprintf(stderr, "modelfs: cannot mount '%s': the daemon exited\n", o.repo_id);
