@@ -86,21 +86,10 @@ int mfs_model_bloom_load(struct mfs_model_loader *ld, struct mfs_err *err)
         rc = mfs_model_load_vector(ld, "ln_f.weight", d, 0, 0, vf, &m->lnf_w, err);
     if (rc >= 0)
         rc = mfs_model_load_vector(ld, "ln_f.bias", d, 0, 0, vf, &m->lnf_b, err);
+    if (rc >= 0)
+        rc = mfs_model_load_lm_head(ld, m, err);
     if (rc < 0)
         goto out_free_idx;
-    {
-        const char *saved = ld->prefix;
-
-        ld->prefix = "";
-        rc = c->tie_word_embeddings ? 0
-             : mfs_model_load_matrix(ld, "lm_head.weight", c->vocab_size, d, 0, 0, 0,
-                                     &m->lm_head, err);
-        ld->prefix = saved;
-        if (rc < 0)
-            goto out_free_idx;
-        if (c->tie_word_embeddings)
-            m->lm_head = m->tok_emb;
-    }
     for (l = 0; l < c->n_layers && rc >= 0; l++) {
         struct mfs_layer *L = &m->layers[l];
         struct mfs_tensor *w3[3] = { &L->wq, &L->wk, &L->wv };

@@ -61,15 +61,10 @@ int mfs_model_llama_load(struct mfs_model_loader *ld, struct mfs_err *err)
     if (rc >= 0)
         rc = mfs_model_load_vector(ld, "model.norm.weight", d, 0, 0, MFS_LOAD_F32, &m->lnf_w,
                                    err);
-    /* Tied as transformers' tie_weights(): the embedding wins, even over a
-     * stored lm_head.weight. */
-    if (rc >= 0 && !c->tie_word_embeddings)
-        rc = mfs_model_load_matrix(ld, "lm_head.weight", c->vocab_size, d, 0, 0, 0, &m->lm_head,
-                                   err);
+    if (rc >= 0)
+        rc = mfs_model_load_lm_head(ld, m, err);
     if (rc < 0)
         return rc;
-    if (c->tie_word_embeddings)
-        m->lm_head = m->tok_emb;
     for (l = 0; l < c->n_layers && rc >= 0; l++) {
         struct mfs_layer *L = &m->layers[l];
 

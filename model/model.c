@@ -506,6 +506,23 @@ out_done:
     return 1;
 }
 
+int mfs_model_load_lm_head(struct mfs_model_loader *ld, struct mfs_model *m,
+                           struct mfs_err *err)
+{
+    const char *saved = ld->prefix;
+    int rc;
+
+    if (m->cfg.tie_word_embeddings) {
+        m->lm_head = m->tok_emb;
+        return 0;
+    }
+    ld->prefix = "";
+    rc = mfs_model_load_matrix(ld, "lm_head.weight", m->cfg.vocab_size, m->cfg.hidden_size, 0,
+                               0, 0, &m->lm_head, err);
+    ld->prefix = saved;
+    return rc;
+}
+
 int mfs_model_load_matrix(struct mfs_model_loader *ld, const char *name, int64_t rows,
                           int64_t cols, int64_t r0, int64_t nr, unsigned flags,
                           struct mfs_tensor *t, struct mfs_err *err)

@@ -90,6 +90,14 @@ int mfs_model_load_matrix(struct mfs_model_loader *ld, const char *name, int64_t
                           int64_t cols, int64_t r0, int64_t nr, unsigned flags,
                           struct mfs_tensor *t, struct mfs_err *err);
 
+/* The output projection W[vocab, hidden] into m->lm_head: the token
+ * embedding when tie_word_embeddings (transformers' tie_weights(): the
+ * embedding wins even over a stored lm_head.weight), else lm_head.weight
+ * at the checkpoint's root whatever the loader's prefix.  Call after
+ * m->tok_emb is loaded.  Errors as mfs_model_load_matrix. */
+int mfs_model_load_lm_head(struct mfs_model_loader *ld, struct mfs_model *m,
+                           struct mfs_err *err);
+
 /* As mfs_model_load_matrix, but rows row_idx[0..nr) of the [rows, cols]
  * checkpoint tensor, in that order (bloom's per-head interleaved q/k/v). */
 int mfs_model_load_matrix_rows(struct mfs_model_loader *ld, const char *name, int64_t rows,
