@@ -55,7 +55,7 @@ struct ctl_file {
 };
 
 struct ctl_session {
-    pid_t sid;                              /* process session id, 0 = free slot */
+    pid_t sid;                              /* process session id (free: reply NULL) */
     size_t file;                            /* index in files */
     struct mfs_ctl_reply *reply;            /* one reference */
     uint64_t stamp;                         /* last use, for reuse of the oldest */
@@ -307,7 +307,7 @@ pid_t mfs_ctl_sid_of(pid_t pid)
     while (*p == ' ')
         p++;
     sid = strtoull(p, &end, 10);
-    if (end == p || sid == 0)
+    if (end == p)
         return pid;
     return (pid_t)sid;
 }

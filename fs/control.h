@@ -102,7 +102,10 @@ extern const struct mfs_ctl_handler *const mfs_ctl_plugins[];
 extern const struct mfs_ctl_handler mfs_ctl_load;
 
 /* Process session id of pid (/proc/PID/stat field 6); pid itself when
- * unknown (the process is gone), so each unknown caller is its own session. */
+ * unknown (the process is gone), so each unknown caller is its own session.
+ * 0, as getsid() says, when the session leader lives outside the caller's
+ * PID namespace (containers, CI runners): all such callers share it, which
+ * is what the kernel tells them too. */
 pid_t mfs_ctl_sid_of(pid_t pid);
 
 /* ---- for fs/view.c (and plugin inits, through mfs_view_ctl) ----------- */

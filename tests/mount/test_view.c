@@ -13,8 +13,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -534,7 +536,7 @@ static void test_control(void)
     uint64_t fh2;
     unsigned fl;
     pid_t me = getpid();
-    pid_t other = 1;                        /* init: another session */
+    pid_t other;
     ssize_t n;
 
     e.path = "config.json";
@@ -555,6 +557,22 @@ static void test_control(void)
     CHECK(mfs_view_ctl_add(v, &stream_handler, NULL, &err) == 0, "register 'stream'");
     CHECK(mfs_view_ctl_add(v, &echo_handler, &es, NULL) == -EEXIST, "a second 'echo': EEXIST");
     CHECK(mfs_ctl_sid_of(me) == getsid(0), "sid of this process from /proc is getsid()");
+    /* Another session: a child that leads its own (pid 1 may share ours in
+     * a PID namespace). */
+    int ready[2];
+    char c;
+    CHECK(pipe(ready) == 0, "pipe");
+    other = fork();
+    if (other == 0) {
+        setsid();
+        (void)!write(ready[1], "x", 1);
+        pause();
+        _exit(0);
+    }
+    CHECK(other > 0 && read(ready[0], &c, 1) == 1, "a child in a session of its own");
+    close(ready[0]);
+    close(ready[1]);
+    CHECK(mfs_ctl_sid_of(other) == other, "the child's sid is its pid");
     echo = lookup_path(v, ".modelfs/echo");
     stream = lookup_path(v, ".modelfs/stream");
     CHECK(echo && stream, ".modelfs/echo and .modelfs/stream appear");
@@ -589,6 +607,8 @@ static void test_control(void)
     ctl_read_all(v, echo, fh, text, sizeof(text));
     mfs_view_release(v, echo, fh);
     CHECK(!strcmp(text, "echo:theirs\n"), "the other session reads its own ('%s')", text);
+    kill(other, SIGKILL);
+    waitpid(other, NULL, 0);
 
     /* A bad request: EINVAL on write, reason on the handle and in log. */
     mfs_view_open(v, echo, O_RDWR, me, &fh, &fl, NULL);
