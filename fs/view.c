@@ -1428,3 +1428,32 @@ struct mfs_ctl *mfs_view_ctl(const struct mfs_view *view)
 {
     return view->ctl;
 }
+
+/* ---- writes: skeleton until the write path lands ------------------------ */
+
+void mfs_view_settings_get(struct mfs_view *view, struct mfs_view_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+}
+
+int mfs_view_settings_set(struct mfs_view *view, const struct mfs_view_settings *s,
+                          struct mfs_err *err)
+{
+    return mfs_err_set(err, -ENOSYS, "writes are not implemented yet");
+}
+
+int mfs_view_push(struct mfs_view *view, const struct mfs_push_opts *opts,
+                  struct mfs_push_result *res, struct mfs_err *err)
+{
+    return mfs_err_set(err, -ENOSYS, "writes are not implemented yet");
+}
+
+struct mfs_stage *mfs_view_stage(const struct mfs_view *view)
+{
+    return NULL;
+}
+
+struct mfs_push *mfs_view_pusher(const struct mfs_view *view)
+{
+    return NULL;
+}

@@ -69,6 +69,13 @@ struct mfs_view_cfg {
     bool no_control_plugins;                /* only info/status/log in .modelfs/ (tests) */
     uint32_t uid;                           /* owner shown on every node */
     uint32_t gid;
+    /* Writes (issue #5).  stage NULL = a read-only mount (every write is
+     * -EROFS).  push NULL = changes are staged but never pushed. */
+    struct mfs_stage *stage;                /* borrowed until mfs_view_free */
+    struct mfs_push *push;                  /* borrowed until mfs_view_free */
+    uint64_t max_shard_size;                /* bytes; 0 = 5000000000 (transformers' "5GB") */
+    const char *commit_message;             /* copied; NULL = the push's default */
+    bool create_pr;                         /* pushes open pull requests */
 };
 
 /* Build the view: the folders of cfg->entries, tensors/ from the
@@ -201,6 +208,41 @@ const struct mfs_entry *mfs_view_entry(const struct mfs_view *view, const char *
  * load config.json or weights).  Same contract as mfs_view_read_fn. */
 ssize_t mfs_view_read_file(struct mfs_view *view, const char *path, uint64_t off, size_t len,
                            void *buf, struct mfs_err *err);
+
+/* ---- writes, resharding, push (issue #5) ------------------------------ */
+
+struct mfs_stage;
+struct mfs_push;
+struct mfs_push_opts;
+struct mfs_push_result;
+
+/* The mount's push settings (.modelfs/config, mount options). */
+struct mfs_view_settings {
+    uint64_t max_shard_size;                /* bytes */
+    bool create_pr;
+    char commit_message[512];               /* "" = the push's default */
+    char commit_description[2048];
+};
+void mfs_view_settings_get(struct mfs_view *view, struct mfs_view_settings *s);
+/* Replace the settings.  A changed max_shard_size reshards the whole
+ * checkpoint now (fs/reshard.h, force).  -EROFS on a read-only mount,
+ * -EINVAL (max_shard_size 0), a reshard's errors. */
+int mfs_view_settings_set(struct mfs_view *view, const struct mfs_view_settings *s,
+                          struct mfs_err *err);
+
+/* Commit what open writers hold, reshard what needs it, push the stage as
+ * one Hub commit (fs/push.h) and show the new commit (with create_pr: the
+ * pull request's commit).  One at a time; writes go on meanwhile and stay
+ * staged for the next push.  opts NULL = from the settings.  OUT: *res
+ * (may be NULL; release with mfs_push_result_release).  -EROFS (read-only
+ * or no push configured), errors of mfs_push_run (-ESTALE: the branch
+ * moved; -EIO; -EACCES); the reason also goes to .modelfs/log. */
+int mfs_view_push(struct mfs_view *view, const struct mfs_push_opts *opts,
+                  struct mfs_push_result *res, struct mfs_err *err);
+
+/* Borrowed; NULL on a read-only mount / when no push is configured. */
+struct mfs_stage *mfs_view_stage(const struct mfs_view *view);
+struct mfs_push *mfs_view_pusher(const struct mfs_view *view);
 
 /* The control-file table (borrowed, valid until free), so that a plugin's
  * init can register sibling files sharing its state with mfs_ctl_add()
