@@ -13,13 +13,17 @@
  * a shard with an invalid header, a file still shorter than its header
  * says) is left alone: it is probably being copied.
  *
- * When: a checkpoint is resharded when one of its weight files exceeds
- * max_shard_size, or always when force is set (max_shard_size changed),
- * unless its files already are exactly the plan's.  The plan walks the
- * tensors in state-dict order (model/shard.h, MFS_SHARD_TRANSFORMERS; the
- * order from mfs_model_state_dict_order() and config.json), so the shard
- * names, their tensors, the headers and the index JSON are byte-identical
- * to save_pretrained's (data/golden/sharding.json).
+ * When: a checkpoint written in this mount (some file of it or its index
+ * is staged) is resharded when one of its weight files exceeds
+ * max_shard_size; with force (max_shard_size changed) every checkpoint is,
+ * staged or not; either way nothing happens when its files already are
+ * exactly the plan's.  An untouched checkpoint is never rewritten by a push
+ * of unrelated files.  Old files not in the plan are whited out (a push
+ * drops whiteouts of paths its base lacks).  The plan walks the tensors
+ * in state-dict order (model/shard.h, MFS_SHARD_TRANSFORMERS; the order
+ * from mfs_model_state_dict_order() and config.json), so the shard names,
+ * their tensors, the headers and the index JSON are byte-identical to
+ * save_pretrained's (data/golden/sharding.json).
  *
  * How: no tensor byte is copied.  Each new shard is a stage writer holding
  * its header (written) and links to the tensors' bytes in the old files

@@ -124,4 +124,19 @@ int mfs_shard_reshard_files(const char *const *srcs, size_t n_src, const char *d
                             uint64_t max_shard_size, const char *variant,
                             struct mfs_shard_plan *plan, struct mfs_err *err);
 
+/* State-dict order (model/state_dict.c): OUT: order[0..n) = a permutation
+ * of 0..n-1 listing names[] in the order transformers' model.state_dict()
+ * yields them for the architecture of config.json (model_type, else
+ * architectures[0]): llama, mistral, qwen2, gpt2, bert, bloom, with or
+ * without the base model's prefix; layers in numeric order, weight before
+ * bias.  Names the architecture does not have, and all names of an unknown
+ * architecture (config_json NULL, not JSON, or another model_type), follow
+ * in natural order (digit runs compared as numbers).  Safetensors files
+ * lose this order; the shard plan needs it (data/golden/sharding.json
+ * state_dict_order).  -EINVAL: names or order NULL with n > 0, a NULL
+ * name; -ENOMEM.  Pure; any thread. */
+int mfs_model_state_dict_order(const char *config_json, size_t config_len,
+                               const char *const *names, size_t n, size_t *order,
+                               struct mfs_err *err);
+
 #endif
