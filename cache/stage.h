@@ -49,6 +49,9 @@
  * -ENOMEM, with the reason in *err.
  * Threads: any thread may call any function on a stage; a writer is used by
  * one thread at a time (the caller locks).
+ * Processes: one process at a time has a given stage open (the mount's
+ * daemon): mfs_stage_open() deletes the data objects no committed entry
+ * names, which would include another live process's drafts.
  */
 #ifndef MFS_CACHE_STAGE_H
 #define MFS_CACHE_STAGE_H
@@ -190,13 +193,18 @@ ssize_t mfs_stage_writer_read(struct mfs_stage_writer *w, uint64_t off, size_t l
 
 /* Make path hold the writer's content, durably, in one transaction; the
  * writer stays open for more writes (fsync, then close).  Bumps the
- * generation.  -ENOSPC/-EIO: nothing changed. */
+ * generation.  -ENOSPC/-EIO: nothing changed.  A writer with nothing new
+ * since its last successful commit (the close after an fsync) commits
+ * nothing and returns 0: no new generation, so a push running meanwhile
+ * does not see the file as changed again. */
 int mfs_stage_writer_commit(struct mfs_stage_writer *w, struct mfs_err *err);
 
 /* Commit writers[0..nw) (each to its own path) and apply changes[0..nc)
  * after them, all in one transaction: all or nothing.  This is how a
  * reshard replaces a checkpoint (new shards + whiteouts of old files) so
- * that a kill -9 shows either the old or the new checkpoint. */
+ * that a kill -9 shows either the old or the new checkpoint.  Writers with
+ * nothing new are skipped; nothing at all to do returns 0 without a new
+ * generation.  A writer whose flush failed (-ENOSPC) fails the whole call. */
 int mfs_stage_commit(struct mfs_stage *s, struct mfs_stage_writer *const *writers, size_t nw,
                      const struct mfs_stage_change *changes, size_t nc, struct mfs_err *err);
 

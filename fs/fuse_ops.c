@@ -27,6 +27,7 @@
 #include "fs/view.h"
 
 #define MFS_FUSE_TIMEOUT 3600.0             /* seconds: the tree of a commit never changes */
+#define MFS_FUSE_TIMEOUT_RW 1.0             /* seconds: a writable tree also changes by push */
 #define MFS_FUSE_IO (1u << 20)              /* bytes per read/write request */
 
 extern char **environ;
@@ -55,6 +56,12 @@ static void to_stat(const struct mfs_view_attr *a, struct stat *st)
     st->st_mtim.tv_sec = a->mtime;
     st->st_atim.tv_sec = a->mtime;
     st->st_ctim.tv_sec = a->mtime;
+}
+
+/* How long the kernel may trust names and attributes. */
+static double timeout_of(struct mfs_view *view)
+{
+    return mfs_view_writable(view) ? MFS_FUSE_TIMEOUT_RW : MFS_FUSE_TIMEOUT;
 }
 
 static void reply_fail(fuse_req_t req, const char *op, fuse_ino_t ino, int rc,
@@ -95,7 +102,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == -ENOENT) {
         /* A negative entry: the name stays missing for the timeout. */
         e.ino = 0;
-        e.entry_timeout = MFS_FUSE_TIMEOUT;
+        e.entry_timeout = timeout_of(view);
         fuse_reply_entry(req, &e);
         return;
     }
@@ -105,8 +112,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     e.ino = a.ino;
     e.generation = 1;
-    e.attr_timeout = MFS_FUSE_TIMEOUT;
-    e.entry_timeout = MFS_FUSE_TIMEOUT;
+    e.attr_timeout = timeout_of(view);
+    e.entry_timeout = timeout_of(view);
     to_stat(&a, &e.attr);
     if (fuse_reply_entry(req, &e) != 0)
         mfs_view_forget(view, a.ino, 1);    /* the kernel never got it */
@@ -143,7 +150,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         return;
     }
     to_stat(&a, &st);
-    fuse_reply_attr(req, &st, MFS_FUSE_TIMEOUT);
+    fuse_reply_attr(req, &st, timeout_of(view));
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -153,19 +160,21 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     struct mfs_err err = MFS_ERR_INIT;
     struct mfs_view_attr a;
     struct stat st;
-    int rc;
+    int rc = 0;
 
     (void)fi;
-    if (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-                   FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) {
+    /* Owners are the mount's; times are the commit's or the staging's:
+     * a writable mount accepts and ignores both (cp -p, touch). */
+    if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && !mfs_view_writable(view))
         rc = mfs_err_set(&err, -EROFS, "cannot change attributes: the mount is read-only");
-        reply_fail(req, "setattr", ino, rc, &err);
-        return;
-    }
-    /* Only a truncate is meaningful (echo > .modelfs/X); times are ignored
-     * on control files and refused elsewhere by the truncate check. */
-    rc = mfs_view_truncate(view, ino, (to_set & FUSE_SET_ATTR_SIZE) ? (uint64_t)attr->st_size : 0,
-                           &err);
+    if (rc == 0 && (to_set & FUSE_SET_ATTR_MODE))
+        rc = mfs_view_chmod(view, ino, attr->st_mode & 07777, &err);
+    if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+        rc = mfs_view_truncate(view, ino, (uint64_t)attr->st_size, &err);
+    else if (rc == 0 && !mfs_view_writable(view) && !(to_set & FUSE_SET_ATTR_SIZE))
+        /* Control files ignore times (echo > .modelfs/X); elsewhere a
+         * read-only mount refuses them as it refuses a truncate. */
+        rc = mfs_view_truncate(view, ino, 0, &err);
     if (rc == 0)
         rc = mfs_view_getattr(view, ino, &a, &err);
     if (rc < 0) {
@@ -173,7 +182,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         return;
     }
     to_stat(&a, &st);
-    fuse_reply_attr(req, &st, MFS_FUSE_TIMEOUT);
+    fuse_reply_attr(req, &st, timeout_of(view));
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -258,9 +267,39 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    struct mfs_err err = MFS_ERR_INIT;
+    int rc;
+
+    /* The view logs a failed commit with its reason. */
+    rc = mfs_view_flush(fuse_req_userdata(req), ino, fi->fh, &err);
+    fuse_reply_err(req, -rc);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    struct mfs_err err = MFS_ERR_INIT;
+    int rc;
+
+    (void)datasync;
+    rc = mfs_view_fsync(fuse_req_userdata(req), ino, fi->fh, &err);
+    fuse_reply_err(req, -rc);
+}
+
+/* `sync MOUNT` (fsync of the folder): push what is staged.  libfuse 3.14
+ * has no syncfs op, so a plain sync(1) never reaches us. */
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+                        struct fuse_file_info *fi)
+{
+    struct mfs_view *view = fuse_req_userdata(req);
+    struct mfs_err err = MFS_ERR_INIT;
+    int rc = 0;
+
     (void)ino;
+    (void)datasync;
     (void)fi;
-    fuse_reply_err(req, 0);
+    if (mfs_view_writable(view) && mfs_view_pusher(view))
+        rc = mfs_view_push(view, NULL, NULL, &err);
+    fuse_reply_err(req, -rc);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -284,8 +323,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         return;
     }
     fi->fh = 0;
-    fi->keep_cache = 1;
-    fi->cache_readdir = 1;
+    /* A writable tree changes: the kernel must ask again. */
+    fi->keep_cache = !mfs_view_writable(view);
+    fi->cache_readdir = !mfs_view_writable(view);
     fuse_reply_open(req, fi);
 }
 
@@ -357,6 +397,16 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     sv.f_frsize = 4096;
     sv.f_blocks = (bytes + 4095) / 4096;
     sv.f_files = nodes;
+    if (mfs_view_writable(view)) {
+        /* Staging is bounded by the cache's disk, which says ENOSPC
+         * itself; tools that look first (rsync, installers) see room. */
+        sv.f_bfree = 1ull << 32;
+        sv.f_bavail = sv.f_bfree;
+        sv.f_blocks += sv.f_bfree;
+        sv.f_ffree = 1ull << 32;
+        sv.f_favail = sv.f_ffree;
+        sv.f_files += sv.f_ffree;
+    }
     sv.f_namemax = 255;
     fuse_reply_statfs(req, &sv);
 }
@@ -409,37 +459,133 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     free(buf);
 }
 
-/* Everything that would change the tree: refused until writes land. */
+/* Reply to a request that made name in parent (one lookup counted). */
+static void reply_entry(fuse_req_t req, const struct mfs_view_attr *a)
+{
+    struct mfs_view *view = fuse_req_userdata(req);
+    struct fuse_entry_param e;
+
+    memset(&e, 0, sizeof(e));
+    e.ino = a->ino;
+    e.generation = 1;
+    e.attr_timeout = timeout_of(view);
+    e.entry_timeout = timeout_of(view);
+    to_stat(a, &e.attr);
+    if (fuse_reply_entry(req, &e) != 0)
+        mfs_view_forget(view, a->ino, 1);
+}
+
+/* What the mount never does, writable or not. */
 static void refuse(fuse_req_t req, const char *op, fuse_ino_t parent, const char *name)
 {
+    struct mfs_view *view = fuse_req_userdata(req);
     struct mfs_err err = MFS_ERR_INIT;
+    int rc;
 
-    mfs_err_set(&err, -EROFS, "cannot %s '%s': the mount is read-only", op, name ? name : "");
-    reply_fail(req, op, parent, -EROFS, &err);
+    if (mfs_view_writable(view))
+        rc = mfs_err_set(&err, -EPERM, "cannot %s '%s': the Hub stores only files and folders",
+                         op, name ? name : "");
+    else
+        rc = mfs_err_set(&err, -EROFS, "cannot %s '%s': the mount is read-only", op,
+                         name ? name : "");
+    reply_fail(req, op, parent, rc, &err);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    struct mfs_view *view = fuse_req_userdata(req);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct mfs_err err = MFS_ERR_INIT;
+    struct fuse_entry_param e;
+    struct mfs_view_attr a;
+    unsigned flags = 0;
+    uint64_t fh = 0;
+    int rc;
+
+    rc = mfs_view_create(view, parent, name, mode & 07777, fi->flags, ctx->pid, &a, &fh, &flags,
+                         &err);
+    if (rc < 0) {
+        reply_fail(req, "create", parent, rc, &err);
+        return;
+    }
+    memset(&e, 0, sizeof(e));
+    e.ino = a.ino;
+    e.generation = 1;
+    e.attr_timeout = timeout_of(view);
+    e.entry_timeout = timeout_of(view);
+    to_stat(&a, &e.attr);
+    fi->fh = fh;
+    fi->keep_cache = (flags & MFS_VIEW_KEEP_CACHE) != 0;
+    fi->direct_io = (flags & MFS_VIEW_DIRECT_IO) != 0;
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        mfs_view_release(view, a.ino, fh);   /* interrupted: the kernel has neither */
+        mfs_view_forget(view, a.ino, 1);
+    }
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                      dev_t rdev)
 {
-    (void)mode;
+    struct mfs_view *view = fuse_req_userdata(req);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct mfs_err err = MFS_ERR_INIT;
+    struct mfs_view_attr a;
+    unsigned flags = 0;
+    uint64_t fh = 0;
+    int rc;
+
     (void)rdev;
-    refuse(req, "create", parent, name);
+    if (!S_ISREG(mode)) {
+        refuse(req, "mknod", parent, name);
+        return;
+    }
+    rc = mfs_view_create(view, parent, name, mode & 07777, O_WRONLY | O_EXCL, ctx->pid, &a, &fh,
+                         &flags, &err);
+    if (rc == 0)
+        mfs_view_release(view, a.ino, fh);
+    if (rc < 0)
+        reply_fail(req, "mknod", parent, rc, &err);
+    else
+        reply_entry(req, &a);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    (void)mode;
-    refuse(req, "mkdir", parent, name);
+    struct mfs_view *view = fuse_req_userdata(req);
+    struct mfs_err err = MFS_ERR_INIT;
+    struct mfs_view_attr a;
+    int rc;
+
+    rc = mfs_view_mkdir(view, parent, name, mode & 07777, &a, &err);
+    if (rc < 0)
+        reply_fail(req, "mkdir", parent, rc, &err);
+    else
+        reply_entry(req, &a);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    refuse(req, "unlink", parent, name);
+    struct mfs_err err = MFS_ERR_INIT;
+    int rc;
+
+    rc = mfs_view_unlink(fuse_req_userdata(req), parent, name, &err);
+    if (rc < 0)
+        reply_fail(req, "unlink", parent, rc, &err);
+    else
+        fuse_reply_err(req, 0);
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    refuse(req, "rmdir", parent, name);
+    struct mfs_err err = MFS_ERR_INIT;
+    int rc;
+
+    rc = mfs_view_rmdir(fuse_req_userdata(req), parent, name, &err);
+    if (rc < 0 && rc != -ENOTEMPTY)
+        reply_fail(req, "rmdir", parent, rc, &err);
+    else
+        fuse_reply_err(req, -rc);           /* rm -r probes with rmdir: no log line */
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -451,24 +597,25 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
-    (void)newparent;
-    (void)newname;
-    (void)flags;
-    refuse(req, "rename", parent, name);
+    struct mfs_err err = MFS_ERR_INIT;
+    unsigned vflags = 0;
+    int rc;
+
+    if (flags & RENAME_NOREPLACE)
+        vflags |= MFS_VIEW_RENAME_NOREPLACE;
+    if (flags & RENAME_EXCHANGE)
+        vflags |= MFS_VIEW_RENAME_EXCHANGE;
+    rc = mfs_view_rename(fuse_req_userdata(req), parent, name, newparent, newname, vflags, &err);
+    if (rc < 0)
+        reply_fail(req, "rename", parent, rc, &err);
+    else
+        fuse_reply_err(req, 0);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
     (void)ino;
     refuse(req, "link", newparent, newname);
-}
-
-static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                      struct fuse_file_info *fi)
-{
-    (void)mode;
-    (void)fi;
-    refuse(req, "create", parent, name);
 }
 
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
@@ -504,6 +651,8 @@ static const struct fuse_lowlevel_ops mfs_fuse_ops = {
     .write = op_write,
     .flush = op_flush,
     .release = op_release,
+    .fsync = op_fsync,
+    .fsyncdir = op_fsyncdir,
     .opendir = op_opendir,
     .readdir = op_readdir,
     .releasedir = op_releasedir,

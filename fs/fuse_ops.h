@@ -6,8 +6,10 @@
  * replies.  This header is the only place outside fs/fuse_ops.c that
  * knows FUSE exists, and it shows no FUSE types either.
  *
- * Kernel settings: files at a commit are immutable, so opens keep the page
- * cache and entry/attribute timeouts are long; reads and writes of up to
+ * Kernel settings: files at a commit are immutable, so opens of them keep
+ * the page cache; entry/attribute timeouts are long on a read-only mount and
+ * 1 s on a writable one (a push changes the tree), whose folders are not
+ * cached and whose staged files drop the page cache at open; reads and writes of up to
  * 1 MiB per request (max_write, hence max_pages 256; max_readahead 1 MiB and
  * the bdi's read_ahead_kb raised to match when writable); control files use
  * direct_io.  The loop is multithreaded, so a stalled read blocks only its

@@ -8,18 +8,21 @@
  * turns each FUSE request into one mfs_view_* call; tests call the same
  * functions directly, without /dev/fuse.
  *
- * Inodes: the tree of a commit is immutable, so every node is created by
- * mfs_view_new() and lives until mfs_view_free(); an inode number is the
- * node's index + 1 and MFS_VIEW_ROOT_INO is the root.  Lookup counts are
- * still kept (FUSE's lookup/forget protocol) so that a later writable view
- * can free nodes at zero.
+ * Writable views (cfg->stage set) show the commit's files merged with the
+ * staged changes (cache/stage.h): staged files add or override, whiteouts
+ * hide, made folders add; create, write, rename, unlink... stage at once.
+ *
+ * Inodes: a node lives until mfs_view_free(), even once unlinked (a kernel
+ * or an open handle may still name it), and inode numbers are never reused;
+ * an inode number is the node's index + 1 and MFS_VIEW_ROOT_INO is the
+ * root.  Paths keep their inode across a push (the rebase) and a rename.
  *
  * Offsets and lengths are bytes from the start of the file.  Errors are
  * negative errno with the reason in *err (docs/design.md, Errors):
- * -ENOENT (no such name), -ENOTDIR, -EISDIR, -EROFS (a write to a repo file:
- * the mount is read-only for now), -EACCES, -EIO (the bytes could not be
- * fetched), -EINVAL (a bad control-file request), -ENODATA (no such xattr),
- * -ERANGE (xattr buffer too small), -ENOMEM.
+ * -ENOENT (no such name), -ENOTDIR, -EISDIR, -EROFS (a write on a read-only
+ * mount), -EEXIST, -ENOTEMPTY, -EPERM (tensors/ rules), -ENOSPC (staging),
+ * -EACCES, -EIO (the bytes could not be fetched), -EINVAL (a bad request),
+ * -ENODATA (no such xattr), -ERANGE (xattr buffer too small), -ENOMEM.
  *
  * Threads: after mfs_view_new() returns, any thread may call any function
  * concurrently (FUSE's multithreaded loop does); mfs_view_free() must be
@@ -76,6 +79,11 @@ struct mfs_view_cfg {
     uint64_t max_shard_size;                /* bytes; 0 = 5000000000 (transformers' "5GB") */
     const char *commit_message;             /* copied; NULL = the push's default */
     bool create_pr;                         /* pushes open pull requests */
+    /* Called after a push moved the view to commit (40 hex): returns a
+     * reader for that commit's files (its ctx: read_ctx, or a fetch when
+     * read is NULL), borrowed until mfs_view_free.  NULL: keep the reader. */
+    void *(*refetch)(void *ctx, const char *commit);
+    void *refetch_ctx;
 };
 
 /* Build the view: the folders of cfg->entries, tensors/ from the
@@ -97,7 +105,8 @@ void mfs_view_shutdown(struct mfs_view *view);
 
 struct mfs_view_attr {
     uint64_t ino;                           /* inode number, >= 1 */
-    uint32_t mode;                          /* S_IFDIR|0555, S_IFREG|0444, S_IFREG|0666 */
+    uint32_t mode;                          /* S_IFDIR|0555, S_IFREG|0444, S_IFREG|0666;
+                                               writable: S_IFDIR|0755, S_IFREG|0644 */
     uint32_t nlink;                         /* 1 for files, 2 + subfolders for folders */
     uint64_t size;                          /* bytes; exact before any byte is fetched */
     int64_t mtime;                          /* unix seconds: the commit's time */
@@ -159,9 +168,12 @@ ssize_t mfs_view_read(struct mfs_view *view, uint64_t ino, uint64_t fh, uint64_t
  * thread. */
 void mfs_view_interrupt(struct mfs_view *view, uint64_t ino, uint64_t fh, bool on);
 
-/* Write len bytes: only control files accept writes, and each write is one
- * request.  Returns len.  -EINVAL: a bad request (the reason is also the
- * reply read from the same handle and a log line); -EROFS otherwise. */
+/* Write len bytes at off.  A control file takes each write as one request
+ * (-EINVAL: a bad request, the reason is also the reply read from the same
+ * handle and a log line).  A file opened for writing stages the bytes (seen
+ * at once by reads, durable at flush); tensors/NAME writes inside the
+ * tensor only (-EINVAL past its end).  Returns len.  -EROFS (read-only
+ * mount), -EBADF (not open for writing), -ENOSPC. */
 ssize_t mfs_view_write(struct mfs_view *view, uint64_t ino, uint64_t fh, uint64_t off,
                        const void *data, size_t len, struct mfs_err *err);
 
@@ -169,7 +181,9 @@ ssize_t mfs_view_write(struct mfs_view *view, uint64_t ino, uint64_t fh, uint64_
 void mfs_view_release(struct mfs_view *view, uint64_t ino, uint64_t fh);
 
 /* Truncate ino to size (setattr).  Control files accept it (echo's O_TRUNC)
- * and ignore it; everything else is -EROFS. */
+ * and ignore it; a file is staged at that size (through its open writer
+ * when it is open for writing, else at once); a tensor only to its own size
+ * (-EINVAL).  -EROFS on a read-only mount. */
 int mfs_view_truncate(struct mfs_view *view, uint64_t ino, uint64_t size, struct mfs_err *err);
 
 /* Extended attribute name of ino into buf (size bytes).  size 0 asks for
@@ -239,6 +253,57 @@ int mfs_view_settings_set(struct mfs_view *view, const struct mfs_view_settings 
  * moved; -EIO; -EACCES); the reason also goes to .modelfs/log. */
 int mfs_view_push(struct mfs_view *view, const struct mfs_push_opts *opts,
                   struct mfs_push_result *res, struct mfs_err *err);
+
+/* True when the view stages writes (cfg->stage was set). */
+bool mfs_view_writable(const struct mfs_view *view);
+
+/* Make file name in folder parent (mode: permission bits) and open it
+ * with open(2) flags, as creat(2); when it exists, -EEXIST with O_EXCL,
+ * else it is opened as mfs_view_open does.  The new empty file is staged
+ * at once.  Counts one lookup.  OUT: *attr, *fh, *open_flags.  -EROFS,
+ * -EACCES (.modelfs/), -EPERM (tensors/), -EINVAL (a bad name), -ENOSPC. */
+int mfs_view_create(struct mfs_view *view, uint64_t parent, const char *name, uint32_t mode,
+                    int flags, pid_t pid, struct mfs_view_attr *attr, uint64_t *fh,
+                    unsigned *open_flags, struct mfs_err *err);
+
+/* Make folder name in parent (staged as a made folder).  Counts one
+ * lookup.  OUT: *attr.  -EEXIST, -EROFS, -EACCES, -EPERM. */
+int mfs_view_mkdir(struct mfs_view *view, uint64_t parent, const char *name, uint32_t mode,
+                   struct mfs_view_attr *attr, struct mfs_err *err);
+
+/* Remove file name of parent (a whiteout when the commit has it).
+ * -ENOENT, -EISDIR, -EROFS, -EPERM. */
+int mfs_view_unlink(struct mfs_view *view, uint64_t parent, const char *name,
+                    struct mfs_err *err);
+
+/* Remove the empty folder name of parent.  -ENOTEMPTY, -ENOTDIR, -EBUSY
+ * (tensors/, .modelfs/). */
+int mfs_view_rmdir(struct mfs_view *view, uint64_t parent, const char *name,
+                   struct mfs_err *err);
+
+/* Rename a file or folder, as rename(2)/renameat2(2) with flags
+ * MFS_VIEW_RENAME_NOREPLACE (-EEXIST when newname exists);
+ * MFS_VIEW_RENAME_EXCHANGE is -EINVAL.  One stage transaction; no bytes
+ * are copied.  -ENOENT, -EISDIR, -ENOTDIR, -ENOTEMPTY, -EINVAL (a folder
+ * into itself), -EPERM (tensors/, .modelfs/). */
+#define MFS_VIEW_RENAME_NOREPLACE (1u << 0)
+#define MFS_VIEW_RENAME_EXCHANGE (1u << 1)
+int mfs_view_rename(struct mfs_view *view, uint64_t parent, const char *name,
+                    uint64_t newparent, const char *newname, unsigned flags,
+                    struct mfs_err *err);
+
+/* Set the permission bits of ino (chmod): staged files and folders keep
+ * them; a repo file is staged unchanged with the new mode.  -EROFS. */
+int mfs_view_chmod(struct mfs_view *view, uint64_t ino, uint32_t mode, struct mfs_err *err);
+
+/* close(2) of fh: commit what it wrote (durable once this returns).  A
+ * tensors/NAME handle must have written exactly [0, size) of the tensor,
+ * else -EINVAL and its change is dropped.  -ENOSPC, -EIO. */
+int mfs_view_flush(struct mfs_view *view, uint64_t ino, uint64_t fh, struct mfs_err *err);
+
+/* fsync(2) of fh: commit what it wrote, then push (mfs_view_push) when a
+ * push is configured.  Errors of the commit and of the push. */
+int mfs_view_fsync(struct mfs_view *view, uint64_t ino, uint64_t fh, struct mfs_err *err);
 
 /* Borrowed; NULL on a read-only mount / when no push is configured. */
 struct mfs_stage *mfs_view_stage(const struct mfs_view *view);

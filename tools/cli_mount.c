@@ -49,14 +49,17 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "cache/stage.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/size.h"
 #include "fs/fetch.h"
 #include "fs/fuse_ops.h"
+#include "fs/push.h"
 #include "fs/view.h"
 #include "hub/hub.h"
+#include "hub/upload.h"
 #include "tools/cli.h"
 
 extern char **environ;
@@ -73,12 +76,22 @@ struct mount_opts {
     long timeout_ms;                        /* read stall bound */
     bool offline;
     bool foreground;
+    bool read_only;                         /* --read-only, -o ro: writes are EROFS */
+    uint64_t max_shard_size;                /* bytes; 0 = the default 5GB */
+    char *commit_message;                   /* owned; NULL = the push's default */
+    bool create_pr;                         /* pushes open pull requests */
+    bool create;                            /* create the repo first */
+    bool is_private;                        /* with create */
     struct mfs_buf fuse_opts;               /* "-o" options for FUSE, comma-separated */
 };
 
 /* The daemon's shared state for the signal thread and log relay. */
 struct mount_run {
     struct mfs_hub *hub;
+    struct mfs_fetch_cfg fcfg;              /* how to make a fetch for another commit */
+    struct mfs_fetch **fetches;             /* owned; fetches of later commits (pushes) */
+    size_t n_fetches;
+    pthread_mutex_t fetch_mu;               /* guards fetches */
     struct mfs_fuse *fuse;
     _Atomic(struct mfs_view *) view;        /* set once built; fetch logs go there */
     int ready_fd;                           /* pipe to the waiting parent, -1 in -f */
@@ -98,13 +111,18 @@ static void mount_usage(FILE *f)
           "  --offline             only what is cached ($HF_HUB_OFFLINE=1 too)\n"
           "  --repo-type TYPE      model (default) or dataset\n"
           "  --timeout SECONDS     a transfer stalled this long fails with EIO (default 30)\n"
-          "  --read-only           (the mount is read-only for now anyway)\n"
-          "  --max-shard-size SIZE accepted for later writes (default 5GB)\n"
+          "  --read-only           refuse writes (EROFS); also -o ro\n"
+          "  --max-shard-size SIZE reshard checkpoints above SIZE at push (default 5GB)\n"
+          "  --commit-message MSG  title of the commits pushes make\n"
+          "  --create-pr           pushes open pull requests instead of moving the branch\n"
+          "  --create [--private]  create the repo if it does not exist\n"
           "  -f                    stay in the foreground\n"
           "  -o OPT[,OPT...]       the same options as NAME=VALUE, others go to FUSE\n"
           "mount.fuse3 form: modelfs REPO_ID MOUNTPOINT -o revision=main,cache_dir=...\n"
           "MOUNTPOINT must be an existing empty folder.\n"
-          "usage: modelfs umount [--discard] MOUNTPOINT\n", f);
+          "Writes are staged in the cache at once and pushed as one commit by sync MOUNT,\n"
+          "fsync, a write to MOUNT/.modelfs/push, modelfs push and modelfs umount.\n"
+          "usage: modelfs umount [--discard] MOUNTPOINT   (--discard: do not push first)\n", f);
 }
 
 static void opts_release(struct mount_opts *o)
@@ -116,6 +134,7 @@ static void opts_release(struct mount_opts *o)
     free(o->token);
     free(o->cache_dir);
     free(o->repo_type);
+    free(o->commit_message);
     mfs_buf_release(&o->fuse_opts);
 }
 
@@ -239,7 +258,7 @@ static int apply_opt(struct mount_opts *o, const char *name, const char *val, bo
 {
     static const char *const valued[] = {
         "revision", "endpoint", "token", "token-file", "cache-dir", "cache-size", "repo-type",
-        "timeout", "max-shard-size",
+        "timeout", "max-shard-size", "commit-message",
     };
     bool needs_val = false;
     uint64_t bytes;
@@ -286,14 +305,27 @@ static int apply_opt(struct mount_opts *o, const char *name, const char *val, bo
         rc = mfs_size_parse(val, 0, &bytes, err);
         if (rc < 0)
             return rc;
+        if (bytes == 0)
+            return mfs_err_set(err, -EINVAL, "bad max shard size '%s': more than 0", val);
+        o->max_shard_size = bytes;
+    } else if (!strcmp(name, "commit-message")) {
+        rc = set_str(&o->commit_message, val);
+    } else if (!strcmp(name, "create-pr")) {
+        o->create_pr = true;
+    } else if (!strcmp(name, "ro")) {
+        o->read_only = true;
+    } else if (!strcmp(name, "rw")) {
+        o->read_only = false;
     } else if (!strcmp(name, "offline")) {
         o->offline = true;
     } else if (!strcmp(name, "read-only")) {
-        /* The mount refuses writes to repo files whatever this says. */
+        o->read_only = true;
     } else if (!strcmp(name, "foreground")) {
         o->foreground = true;
-    } else if (!strcmp(name, "create") || !strcmp(name, "private")) {
-        return mfs_err_set(err, -EINVAL, "'--%s' is not supported yet", name);
+    } else if (!strcmp(name, "create")) {
+        o->create = true;
+    } else if (!strcmp(name, "private")) {
+        o->is_private = true;
     } else {
         return 1;
     }
@@ -392,7 +424,8 @@ static int parse_args(int argc, char **argv, struct mount_opts *o, struct mfs_er
             memcpy(name, a + 2, n);
             name[n] = '\0';
             if (!eq && i + 1 < argc && strcmp(name, "offline") && strcmp(name, "read-only") &&
-                strcmp(name, "foreground") && strcmp(name, "create") && strcmp(name, "private"))
+                strcmp(name, "foreground") && strcmp(name, "create") && strcmp(name, "private") &&
+                strcmp(name, "create-pr"))
                 val = argv[++i];
             rc = apply_opt(o, name, val, &token_set, err);
             if (rc == 1)
@@ -592,6 +625,46 @@ static void *signal_main(void *p)
     return NULL;
 }
 
+/* Bytes of a commit blob a staged file still refers to (a renamed or
+ * partly rewritten repo file), through the newest commit's fetch. */
+static ssize_t stage_base_read(void *ctx, const struct mfs_entry *e, uint64_t off, size_t len,
+                               void *buf, struct mfs_err *err)
+{
+    struct mount_run *run = ctx;
+    struct mfs_fetch *f;
+
+    pthread_mutex_lock(&run->fetch_mu);
+    f = run->n_fetches ? run->fetches[run->n_fetches - 1] : NULL;
+    pthread_mutex_unlock(&run->fetch_mu);
+    if (!f)
+        return mfs_err_set(err, -EIO, "cannot read '%s': no reader", e->path);
+    return mfs_fetch_read(f, e, 0, off, len, buf, err);
+}
+
+/* The view moved to commit (a push): a fetch for that commit, kept until
+ * the daemon ends (reads in flight may still use the older ones). */
+static void *refetch(void *ctx, const char *commit)
+{
+    struct mount_run *run = ctx;
+    struct mfs_fetch_cfg c = run->fcfg;
+    struct mfs_fetch *f = NULL;
+    struct mfs_fetch **nf;
+
+    c.commit = commit;
+    if (mfs_fetch_new(&c, &f, NULL) < 0)
+        return NULL;
+    pthread_mutex_lock(&run->fetch_mu);
+    nf = realloc(run->fetches, (run->n_fetches + 1) * sizeof(*nf));
+    if (nf) {
+        run->fetches = nf;
+        run->fetches[run->n_fetches++] = f;
+    }
+    pthread_mutex_unlock(&run->fetch_mu);
+    if (!nf)
+        mfs_fetch_free(&f);
+    return f;
+}
+
 static bool is_commit(const char *rev)
 {
     return strlen(rev) == 40 && mfs_hash_is_hex(rev, 40);
@@ -648,14 +721,18 @@ static int resolve(const struct mount_opts *o, struct mfs_hub *hub, struct mfs_c
 static int serve(const struct mount_opts *o, int ready_fd, struct mfs_err *err)
 {
     struct mount_run run;
+    struct mfs_cache_repo repo = { o->endpoint, o->repo_type, o->repo_id };
     struct mfs_hub_cfg hcfg = { 0 };
-    struct mfs_fetch_cfg fcfg = { 0 };
     struct mfs_view_cfg vcfg = { 0 };
+    struct mfs_push_cfg pcfg = { 0 };
     struct mfs_cache *cache = NULL;
     struct mfs_fetch *fetch = NULL;
+    struct mfs_stage *stage = NULL;
+    struct mfs_push *push = NULL;
     struct mfs_view *view = NULL;
     struct mfs_entry *entries = NULL;
     size_t n = 0;
+    size_t i;
     char commit[41] = "";
     int64_t commit_time = 0;
     pthread_t sig_tid;
@@ -665,6 +742,7 @@ static int serve(const struct mount_opts *o, int ready_fd, struct mfs_err *err)
 
     memset(&run, 0, sizeof(run));
     pthread_mutex_init(&run.mu, NULL);
+    pthread_mutex_init(&run.fetch_mu, NULL);
     atomic_init(&run.view, NULL);
     run.ready_fd = ready_fd;
     /* Every thread started from here on inherits the mask; only the signal
@@ -698,18 +776,52 @@ static int serve(const struct mount_opts *o, int ready_fd, struct mfs_err *err)
         if (rc < 0)
             goto out_close_cache;
     }
+    if (o->create) {
+        if (!run.hub) {
+            rc = mfs_err_set(err, -EINVAL, "cannot create '%s' offline", o->repo_id);
+            goto out_free_hub;
+        }
+        rc = mfs_hub_repo_create(run.hub, o->repo_id, o->is_private, true, err);
+        if (rc < 0)
+            goto out_free_hub;
+    }
     rc = resolve(o, run.hub, cache, commit, &commit_time, &entries, &n, err);
     if (rc < 0)
         goto out_free_hub;
-    fcfg.hub = run.hub;
-    fcfg.cache = cache;
-    fcfg.repo_id = o->repo_id;
-    fcfg.commit = commit;
-    fcfg.log = relay_log;
-    fcfg.log_ctx = &run;
-    rc = mfs_fetch_new(&fcfg, &fetch, err);
+    run.fcfg.hub = run.hub;
+    run.fcfg.cache = cache;
+    run.fcfg.repo_id = o->repo_id;
+    run.fcfg.commit = commit;
+    run.fcfg.log = relay_log;
+    run.fcfg.log_ctx = &run;
+    rc = mfs_fetch_new(&run.fcfg, &fetch, err);
     if (rc < 0)
         goto out_free_entries;
+    run.fetches = calloc(1, sizeof(*run.fetches));
+    if (!run.fetches) {
+        rc = mfs_err_set(err, -ENOMEM, "out of memory");
+        goto out_free_fetch;
+    }
+    run.fetches[0] = fetch;                 /* borrowed: freed below, not with the list */
+    run.n_fetches = 1;
+    if (!o->read_only) {
+        /* Writes stage in the cache database; offline mounts stage too,
+         * their pushes fail with a reason ("offline"). */
+        rc = mfs_stage_open(o->cache_dir, &repo, o->revision, stage_base_read, &run, &stage,
+                            err);
+        if (rc < 0)
+            goto out_free_fetch;
+        if (run.hub) {
+            pcfg.hub = run.hub;
+            pcfg.stage = stage;
+            pcfg.cache = cache;
+            pcfg.repo = &repo;
+            pcfg.revision = o->revision;
+            rc = mfs_push_new(&pcfg, &push, err);
+            if (rc < 0)
+                goto out_close_stage;
+        }
+    }
     vcfg.repo_id = o->repo_id;
     vcfg.revision = o->revision;
     vcfg.commit = commit;
@@ -721,9 +833,16 @@ static int serve(const struct mount_opts *o, int ready_fd, struct mfs_err *err)
     vcfg.hub = run.hub;
     vcfg.uid = (uint32_t)getuid();
     vcfg.gid = (uint32_t)getgid();
+    vcfg.stage = stage;
+    vcfg.push = push;
+    vcfg.max_shard_size = o->max_shard_size;
+    vcfg.commit_message = o->commit_message;
+    vcfg.create_pr = o->create_pr;
+    vcfg.refetch = refetch;
+    vcfg.refetch_ctx = &run;
     rc = mfs_view_new(&vcfg, &view, err);
     if (rc < 0)
-        goto out_free_fetch;
+        goto out_free_push;
     atomic_store(&run.view, view);
     rc = mfs_fuse_new(view, o->repo_id, o->fuse_opts.data, &run.fuse, err);
     if (rc < 0)
@@ -734,14 +853,26 @@ static int serve(const struct mount_opts *o, int ready_fd, struct mfs_err *err)
     if (pthread_create(&sig_tid, NULL, signal_main, &run) == 0)
         have_sig = true;
     if (o->foreground)
-        fprintf(stderr, "modelfs: '%s' at %s mounted on %s\n", o->repo_id, commit,
-                o->mountpoint);
+        fprintf(stderr, "modelfs: '%s' at %s mounted on %s%s\n", o->repo_id, commit,
+                o->mountpoint, stage ? "" : " (read-only)");
     rc = mfs_fuse_run(run.fuse, 32, on_ready, &run, err);
     pthread_mutex_lock(&run.mu);
     run.done = true;
     pthread_mutex_unlock(&run.mu);
     if (have_sig)
         pthread_join(sig_tid, NULL);        /* it sees done within a tick */
+    if (push) {
+        /* What is still staged goes now; on failure it stays in the cache
+         * for the next mount. */
+        struct mfs_err perr = MFS_ERR_INIT;
+        size_t staged = 0;
+        uint64_t bytes = 0;
+
+        mfs_stage_totals(stage, &staged, &bytes);
+        if (staged > 0 && mfs_view_push(view, NULL, NULL, &perr) < 0 && o->foreground)
+            fprintf(stderr, "modelfs: the push at unmount failed, the changes stay staged: "
+                    "%s\n", perr.msg);
+    }
     /* Stop workers that might still call into the hub. */
     mfs_view_shutdown(view);
     if (run.hub)
@@ -751,7 +882,14 @@ out_free_fuse:
 out_free_view:
     atomic_store(&run.view, NULL);
     mfs_view_free(&view);
+out_free_push:
+    mfs_push_free(&push);
+out_close_stage:
+    mfs_stage_close(&stage);
 out_free_fetch:
+    for (i = 1; i < run.n_fetches; i++)
+        mfs_fetch_free(&run.fetches[i]);
+    free(run.fetches);
     mfs_fetch_free(&fetch);
 out_free_entries:
     mfs_entries_free(entries, n);
@@ -766,6 +904,7 @@ out_report:
         snprintf(line, sizeof(line), "ERR %s\n", err && err->msg[0] ? err->msg : strerror(-rc));
         report(run.ready_fd, line);
     }
+    pthread_mutex_destroy(&run.fetch_mu);
     pthread_mutex_destroy(&run.mu);
     return rc;
 }
@@ -1012,12 +1151,12 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* The daemon's pid from the root's user.modelfs.pid xattr into buf
- * (size bytes), or -1.  The getxattr runs in a child process: a daemon that
+/* The root's xattr name (user.modelfs.pid: the daemon) into buf (size
+ * bytes); its length or -1.  The getxattr runs in a child process: a daemon that
  * does not answer within 3 s counts as none, and the child (blocked in a
  * FUSE request, which SIGKILL ends) is killed, so nothing of ours stays
  * stuck on the mount. */
-static ssize_t probe_pid_xattr(const char *mnt, char *buf, size_t size)
+static ssize_t probe_xattr(const char *mnt, const char *name, char *buf, size_t size)
 {
     struct pollfd pfd;
     char value[32];
@@ -1038,7 +1177,7 @@ static ssize_t probe_pid_xattr(const char *mnt, char *buf, size_t size)
         ssize_t got;
 
         close(fds[0]);
-        got = getxattr(mnt, "user.modelfs.pid", value, sizeof(value) - 1);
+        got = getxattr(mnt, name, value, sizeof(value) - 1);
         if (got > 0 && write(fds[1], value, (size_t)got) != got)
             _exit(1);
         _exit(got > 0 ? 0 : 1);
@@ -1060,8 +1199,78 @@ static ssize_t probe_pid_xattr(const char *mnt, char *buf, size_t size)
     return n;
 }
 
+/* Number of staged changes mnt reports in .modelfs/status ("pending_changes"),
+ * -1 when it cannot be read. */
+static long pending_changes(const char *mnt)
+{
+    char path[PATH_MAX + 32];
+    char buf[65536];
+    const char *p;
+    size_t n;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s/status", mnt, MFS_VIEW_CONTROL);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strstr(buf, "\"pending_changes\":");
+    if (!p)
+        return -1;
+    p += strlen("\"pending_changes\":");
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return strtol(p, NULL, 10);
+}
+
+/* Push what mnt has staged before it goes: a write to MOUNT/.modelfs/push
+ * (the daemon answers once the commit is made or has failed).  Returns 0
+ * when it pushed or there is nothing to push (a read-only mount), else -1
+ * with the reason printed. */
+static int push_before_umount(const char *mnt)
+{
+    char value[8];
+    char path[PATH_MAX + 32];
+    char reply[2048];
+    ssize_t n = probe_xattr(mnt, "user.modelfs.writable", value, sizeof(value));
+    ssize_t got = 0;
+    int fd;
+
+    if (n != 1 || value[0] != '1')
+        return 0;                           /* read-only, or an older daemon */
+    if (pending_changes(mnt) == 0)
+        return 0;                           /* nothing staged: no need of the Hub */
+    snprintf(path, sizeof(path), "%s/%s/push", mnt, MFS_VIEW_CONTROL);
+    fd = open(path, O_RDWR);
+    if (fd < 0)
+        return 0;                           /* no push file: nothing pushes here */
+    if (write(fd, "\n", 1) == 1) {
+        close(fd);
+        return 0;
+    }
+    n = errno;
+    /* The reply on the same handle says why. */
+    while (got < (ssize_t)sizeof(reply) - 1) {
+        ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - (size_t)got);
+
+        if (r <= 0)
+            break;
+        got += r;
+    }
+    close(fd);
+    reply[got] = '\0';
+    reply[strcspn(reply, "\n")] = '\0';
+    fprintf(stderr, "modelfs: cannot push '%s' before unmounting (the changes stay staged "
+            "for the next mount): %s\n", mnt, reply[0] ? reply : strerror((int)n));
+    return -1;
+}
+
 int mfs_cli_umount(int argc, char **argv)
 {
+    bool discard = false;
+    bool push_failed = false;
     const char *arg = NULL;
     char mnt[PATH_MAX];
     char pidbuf[32];
@@ -1075,8 +1284,10 @@ int mfs_cli_umount(int argc, char **argv)
             mount_usage(stdout);
             return 0;
         }
-        if (!strcmp(argv[i], "--discard"))
-            continue;                       /* nothing is ever staged yet */
+        if (!strcmp(argv[i], "--discard")) {
+            discard = true;
+            continue;
+        }
         if (argv[i][0] == '-' || arg) {
             fprintf(stderr, "modelfs: usage: modelfs umount [--discard] MOUNTPOINT\n");
             return 2;
@@ -1113,7 +1324,9 @@ int mfs_cli_umount(int argc, char **argv)
                 arg, fstype[0] ? fstype : "unknown type");
         return 1;
     }
-    n = probe_pid_xattr(mnt, pidbuf, sizeof(pidbuf));
+    if (!discard && push_before_umount(mnt) < 0)
+        push_failed = true;
+    n = probe_xattr(mnt, "user.modelfs.pid", pidbuf, sizeof(pidbuf));
     if (n > 0) {
         char *end;
         unsigned long long v;
@@ -1130,10 +1343,10 @@ int mfs_cli_umount(int argc, char **argv)
         for (i = 0; i < 100 && pid_alive(pid); i++)
             sleep_ms(50);
         if (!is_mounted(mnt))
-            return 0;
+            return push_failed ? 1 : 0;
     }
     if (run_fusermount(mnt, false) == 0 || run_fusermount(mnt, true) == 0)
-        return 0;
+        return push_failed ? 1 : 0;
     fprintf(stderr, "modelfs: cannot unmount '%s': fusermount3 failed\n", arg);
     return 1;
 }

@@ -13,7 +13,7 @@ MNT=$MFS_TMP/mnt
 
 hub_start || exit 1
 hub_import "$SRC" "$REPO" >/dev/null || { fail "hub import $REPO"; exit 1; }
-if mfs_mount "$REPO" "$MNT" 2>"$MFS_TMP/mount.err"; then
+if mfs_mount "$REPO" "$MNT" --read-only 2>"$MFS_TMP/mount.err"; then
     ok "mount returns once the mount is usable"
 else
     fail "mount: $(cat "$MFS_TMP/mount.err")"
