@@ -21,8 +21,12 @@
  * per batch, so a reader waits for its batch, not for the whole GET.  The
  * batch is 4 MiB because every commit also rewrites a few 64 KiB pages of
  * metadata (a chunks leaf, the LRU index, the blob row): at 1 MiB that was a
- * quarter more WAL bytes than data.
- * Memory: one batch buffer per GET in flight (smaller for a short run).
+ * quarter more WAL bytes than data.  The checksum of a blob is computed
+ * from these batches as they are stored, in order; a batch that lands
+ * ahead of the hash front is parked until the front reaches it
+ * (fetch_hash_feed).
+ * Memory: one batch buffer per GET in flight (smaller for a short run),
+ * plus the parked batches (at most max_window / FETCH_PARK_SHARE bytes).
  */
 #include "fs/fetch_int.h"
 
@@ -124,6 +128,7 @@ struct fetch_sink {
 #define FETCH_CATCHUP_CHUNKS 64             /* chunks one presence query looks at */
 #define FETCH_CATCHUP_READ 4                /* chunks read back from the cache at a time */
 #define FETCH_HASH_LAG 2                    /* x max_window: runs this far ahead read back */
+#define FETCH_PARK_SHARE 2                  /* parked batches: at most max_window / this */
 
 /* Start hashing cid on arrival, if there is room.  Caller holds f->lock. */
 static struct mfs_fetch_hashing *fetch_hash_start_locked(struct mfs_fetch *f, const char *cid,
@@ -191,23 +196,83 @@ static void fetch_hash_catch_up(struct mfs_fetch *f, struct mfs_fetch_hashing *h
     free(tmp);
 }
 
+/* Park a stored batch ahead of the hash front in hs's list (sorted by
+ * offset), taking the buffer *keep, if all parked batches stay within
+ * max_window bytes.  Caller holds f->lock.  True if parked. */
+static bool fetch_hash_park_locked(struct mfs_fetch *f, struct mfs_fetch_hashing *hs,
+                                   uint64_t off, size_t len, unsigned char **keep)
+{
+    struct mfs_fetch_parked *pk;
+    struct mfs_fetch_parked **pp;
+
+    if (!keep || !*keep || f->parked_bytes + len > f->max_window / FETCH_PARK_SHARE)
+        return false;
+    pk = malloc(sizeof(*pk));
+    if (!pk)
+        return false;
+    pk->off = off;
+    pk->len = len;
+    pk->data = *keep;
+    *keep = NULL;
+    for (pp = &hs->parked; *pp && (*pp)->off < off; pp = &(*pp)->next)
+        ;
+    pk->next = *pp;
+    *pp = pk;
+    hs->parked_bytes += len;
+    f->parked_bytes += len;
+    return true;
+}
+
+/* Hash, from memory, the parked batches that the front has reached, and
+ * free them.  Caller is hs's feeder (busy) and holds f->lock, which is let
+ * go while hashing. */
+static void fetch_hash_drain_locked(struct mfs_fetch *f, struct mfs_fetch_hashing *hs)
+{
+    struct mfs_fetch_parked *pk;
+
+    while (hs->parked && hs->parked->off <= hs->next_off) {
+        pk = hs->parked;
+        hs->parked = pk->next;
+        hs->parked_bytes -= pk->len;
+        f->parked_bytes -= pk->len;
+        pthread_mutex_unlock(&f->lock);
+        if (pk->off + pk->len > hs->next_off) {
+            mfs_hash_update(hs->h, pk->data + (hs->next_off - pk->off),
+                            (size_t)(pk->off + pk->len - hs->next_off));
+            hs->next_off = pk->off + pk->len;
+        }
+        free(pk->data);
+        free(pk);
+        pthread_mutex_lock(&f->lock);
+    }
+}
+
 /* Hash what can be hashed in order.  data holds bytes [off, off+len) of
- * the blob, just stored (stored = true: a run's batch) or just read by a
- * reader; the part of it at the hash's front is hashed from memory.  A
- * sequential reader thus hashes the file as it reads it, for the price of
- * the hash alone.  Stored chunks further on are read back from the cache
- * only by a run (catch_up) that is far ahead of the hash front: then no
- * reader is about to feed it (runs finish out of order, and a chunk left
- * behind would be hashed only by the reader that completes the blob, on
- * its critical path).  A run never waits: if another thread is feeding,
- * it is told (again) to look once more before it stops; a reader waits
- * only for a run hashing its own batch (a few ms). */
+ * the blob, just stored by a run (keep is then the run's batch buffer,
+ * which may be taken: *keep set to NULL) or just read by a reader (keep
+ * NULL).  The part of it at the hash's front is hashed from memory.
+ *
+ * Runs finish out of order (max_parallel GETs at once): a stored batch
+ * ahead of the front is parked in memory (up to half max_window in all)
+ * and hashed by whichever feeder brings the front to it.  So a file read
+ * in order is hashed once, from memory, as it arrives; without parking,
+ * the batches skipped over had to be read back from the cache (a pread
+ * and a copy per byte, a quarter of the fetch workers' time).  When the
+ * parking is full, a run far ahead of the front (FETCH_HASH_LAG windows)
+ * reads the stored chunks back from the cache (catch_up), since a chunk
+ * left behind would otherwise be hashed only by the reader that completes
+ * the blob, on its critical path.  A sequential reader feeds the front as
+ * it reads (the feeder of last resort).  A run never waits: if another
+ * thread is feeding, it parks its batch for that feeder or tells it to
+ * look again; a reader waits only for a run hashing (a few ms). */
 static void fetch_hash_feed(struct mfs_fetch *f, const char *cid, uint64_t size, bool is_lfs,
-                            uint64_t off, const unsigned char *data, size_t len, bool stored)
+                            uint64_t off, const unsigned char *data, size_t len,
+                            unsigned char **keep)
 {
     struct mfs_fetch_hashing *hs;
+    bool stored = keep != NULL;
     bool own;
-    bool catch_up;
+    bool catch_up = false;
 
     pthread_mutex_lock(&f->lock);
     for (;;) {
@@ -215,26 +280,42 @@ static void fetch_hash_feed(struct mfs_fetch *f, const char *cid, uint64_t size,
             if (!strcmp(hs->cid, cid))
                 break;
         /* A reader's bytes are gone once it returns, and the reader is the
-         * feeder of last resort: wait for a run hashing its own batch
-         * (short), not for one reading back (long; it covers these bytes
-         * anyway).  hs may be taken meanwhile: look it up again. */
+         * feeder of last resort: wait for a run hashing (short), not for
+         * one reading back (long; it covers these bytes anyway).  hs may
+         * be taken meanwhile: look it up again. */
         if (!hs || stored || !hs->busy || hs->catching)
             break;
         pthread_cond_wait(&f->cond, &f->lock);
     }
     if (!hs && off == 0 && stored)
         hs = fetch_hash_start_locked(f, cid, size, is_lfs);
-    if (hs && hs->busy && stored)
-        hs->again = true;
-    if (!hs || hs->busy) {                  /* next_off is the feeder's while busy */
+    if (!hs || (hs->busy && !stored)) {
+        pthread_mutex_unlock(&f->lock);
+        return;
+    }
+    if (hs->busy) {
+        /* next_off is the feeder's while busy; it drains parked batches
+         * before it lets go, so ours is hashed if it is next. */
+        if (!fetch_hash_park_locked(f, hs, off, len, keep))
+            hs->again = true;
         pthread_mutex_unlock(&f->lock);
         return;
     }
     own = hs->next_off >= off && hs->next_off < off + len;
-    catch_up = stored && off > hs->next_off + f->max_window * FETCH_HASH_LAG;
-    if (hs->next_off >= hs->size || (!own && !catch_up)) {
+    if (hs->next_off >= hs->size || (!own && off + len <= hs->next_off)) {
         pthread_mutex_unlock(&f->lock);
-        return;
+        return;                             /* hashed already */
+    }
+    if (!own) {
+        if (!stored || fetch_hash_park_locked(f, hs, off, len, keep)) {
+            pthread_mutex_unlock(&f->lock);
+            return;
+        }
+        catch_up = off > hs->next_off + f->max_window * FETCH_HASH_LAG;
+        if (!catch_up) {
+            pthread_mutex_unlock(&f->lock);
+            return;
+        }
     }
     hs->busy = true;
     hs->catching = catch_up;
@@ -245,14 +326,17 @@ static void fetch_hash_feed(struct mfs_fetch *f, const char *cid, uint64_t size,
         mfs_hash_update(hs->h, data + (hs->next_off - off), (size_t)(off + len - hs->next_off));
         hs->next_off = off + len;
     }
+    if (catch_up)
+        fetch_hash_catch_up(f, hs);
+    pthread_mutex_lock(&f->lock);
     for (;;) {
-        if (catch_up)
-            fetch_hash_catch_up(f, hs);
-        pthread_mutex_lock(&f->lock);
+        fetch_hash_drain_locked(f, hs);
         if (!catch_up || !hs->again || hs->next_off >= hs->size)
             break;
         hs->again = false;                  /* a chunk may have come meanwhile: look again */
         pthread_mutex_unlock(&f->lock);
+        fetch_hash_catch_up(f, hs);
+        pthread_mutex_lock(&f->lock);
     }
     hs->busy = false;
     hs->catching = false;
@@ -281,6 +365,7 @@ static struct mfs_fetch_hashing *fetch_hash_take(struct mfs_fetch *f, const char
         if (*pp)
             *pp = hs->next;
         f->nhashings--;
+        f->parked_bytes -= hs->parked_bytes;
     }
     pthread_mutex_unlock(&f->lock);
     return hs;
@@ -290,6 +375,13 @@ static void fetch_hashing_free(struct mfs_fetch_hashing *hs)
 {
     if (!hs)
         return;
+    while (hs->parked) {
+        struct mfs_fetch_parked *pk = hs->parked;
+
+        hs->parked = pk->next;
+        free(pk->data);
+        free(pk);
+    }
     mfs_hash_free(hs->h);
     free(hs);
 }
@@ -312,9 +404,14 @@ static int fetch_sink_flush(struct fetch_sink *s)
     pthread_cond_broadcast(&s->f->cond);
     pthread_mutex_unlock(&s->f->lock);
     fetch_hash_feed(s->f, run->cid, run->size, s->is_lfs, s->next_idx * MFS_CACHE_CHUNK, s->buf,
-                    s->fill, true);
+                    s->fill, &s->buf);
     s->next_idx += n;
     s->fill = 0;
+    if (!s->buf) {
+        s->buf = malloc(s->cap);            /* the last one was parked for the hash */
+        if (!s->buf)
+            return mfs_err_set(&s->err, -ENOMEM, "cannot fetch '%s': out of memory", run->path);
+    }
     return 0;
 }
 
@@ -871,7 +968,7 @@ ssize_t mfs_fetch_read(struct mfs_fetch *f, const struct mfs_entry *e, uint64_t 
         (info.verified || info.stored < info.size)) {
         rc = mfs_cache_get(f->cache, cid, off, len, buf, NULL);
         if (rc >= 0 && !info.verified)
-            fetch_hash_feed(f, cid, e->size, e->is_lfs, off, buf, len, false);
+            fetch_hash_feed(f, cid, e->size, e->is_lfs, off, buf, len, NULL);
         if (rc >= 0)
             return rc;
     }
@@ -893,7 +990,7 @@ ssize_t mfs_fetch_read(struct mfs_fetch *f, const struct mfs_entry *e, uint64_t 
             return rc;
         rc = mfs_cache_get(f->cache, cid, off, len, buf, err);
         if (rc >= 0)
-            fetch_hash_feed(f, cid, e->size, e->is_lfs, off, buf, len, false);
+            fetch_hash_feed(f, cid, e->size, e->is_lfs, off, buf, len, NULL);
         if (rc != -ENODATA)
             return rc;
         mfs_err_clear(err);

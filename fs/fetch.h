@@ -21,7 +21,9 @@
  *     cache's max_bytes, so they never evict what a reader waits for;
  *   - offline: misses are -EIO with "offline and not cached".
  * Memory: one 4 MiB batch buffer per GET in flight (at most max_parallel
- * prefetch GETs, plus the readers' own).
+ * prefetch GETs, plus the readers' own), and stored batches that arrived
+ * ahead of the checksum's front, kept until it reaches them (at most half
+ * of max_window in all: 32 MiB by default).
  *
  * Threads: any thread may call any function.
  */

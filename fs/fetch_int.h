@@ -64,6 +64,16 @@ struct mfs_fetch_verify {
     struct mfs_fetch_verify *next;
 };
 
+/* A stored batch that arrived ahead of the hash front, kept in memory
+ * until the front reaches it (so it is hashed from memory, not read back
+ * from the cache).  Sorted by off in its hashing's list. */
+struct mfs_fetch_parked {
+    uint64_t off;                           /* blob offset of data[0], bytes */
+    size_t len;                             /* bytes in data */
+    unsigned char *data;                    /* owned (the run's batch buffer) */
+    struct mfs_fetch_parked *next;
+};
+
 /* A blob's checksum computed while it arrives: bytes [0, next_off) are in
  * h.  Fed, one thread at a time (busy), by the run that stores the bytes
  * at next_off or by the reader that reads them (fs/fetch.c
@@ -79,6 +89,8 @@ struct mfs_fetch_hashing {
     bool busy;                              /* a thread is feeding it (outside f->lock) */
     bool again;                             /* a feed came while busy: the feeder looks again */
     bool catching;                          /* the feeder reads back from the cache */
+    struct mfs_fetch_parked *parked;        /* batches ahead of next_off, by offset */
+    uint64_t parked_bytes;                  /* their bytes */
     struct mfs_fetch_hashing *next;
 };
 
@@ -98,6 +110,7 @@ struct mfs_fetch {
     struct mfs_fetch_verify *verifies;      /* checksums in progress */
     struct mfs_fetch_hashing *hashings;     /* checksums being computed on arrival */
     unsigned nhashings;
+    uint64_t parked_bytes;                  /* all hashings' parked bytes, <= max_window / 2 */
     struct mfs_fetch_stream *streams;       /* sequential-read state */
     unsigned nstreams;
     pthread_cond_t job_cond;                /* a job was queued, or stopping */

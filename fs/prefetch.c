@@ -50,6 +50,7 @@ static void *fetch_worker(void *arg)
     struct mfs_fetch *f = arg;
     struct mfs_fetch_job *job;
 
+    pthread_setname_np(pthread_self(), "mfs-fetch");   /* for top/perf */
     pthread_mutex_lock(&f->lock);
     for (;;) {
         while (!f->jobs && !f->stopping)

@@ -10,7 +10,10 @@
 #     (>= 0.5), and page-cache re-read vs local re-read (>= 0.8);
 #   bytes fetched from the hub to read one tensor of S bytes on a fresh
 #     cache (<= 1.1*S + 1 MiB, from the hub's /api/_modelfs/stats);
-#   the daemon's peak RSS (VmHWM) after reading the shard.
+#   the daemon's peak RSS (VmHWM) after reading the shard;
+#   the CPU seconds per GiB that the cold reads took (the daemon by thread
+#     group, the hub, curl): on a small shared machine these move much
+#     less than the wall-clock rates, and they say what bounds the rate.
 set -u
 MFS_TMP=${MFS_TMP:-$(mktemp -d /tmp/mfs-bench.XXXXXX)}
 . tests/lib.sh
@@ -27,6 +30,20 @@ line() {   # name ours baseline unit higher_is_better target
                n, o, u, b, u, r, t, (r >= t ? "" : "  BELOW TARGET") }'
 }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }   # utime + stime
+# per_gib TICKS: CPU seconds per GiB of the shard
+per_gib() {
+    awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v b="$BYTES" \
+        'BEGIN { printf "%.2f", t / hz / (b / 2^30) }'
+}
+# thread_ticks PID: "comm ticks" per thread group of PID (fetch workers are
+# mfs-fetch, the checkpointer mfs-ckpt, FUSE threads keep the process name)
+thread_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        echo "$(cat "$t/comm") $(awk '{ print $14 + $15 }' "$t/stat")"
+    done | awk '{ s[$1] += $2 } END { for (k in s) print k, s[k] }'
+}
 
 "$MFS_BIN" synth --raw-size "$SIZE" --out "$MFS_TMP/big" >/dev/null ||
     { echo "synth failed"; exit 1; }
@@ -37,17 +54,26 @@ hub_import "$MFS_TMP/big" "$REPO" >/dev/null || { echo "import failed"; exit 1; 
 
 # Cold: curl from the server, then the mount with an empty cache.
 drop_caches
+h0=$(cpu_ticks "$HUB_PID")
 t0=$(now)
-got=$(curl -sfL -o /dev/null -w "%{size_download}" "$HUB_URL/$REPO/resolve/main/model.safetensors")
+timer=()   # curl's own CPU time, when GNU time is there
+[ -x /usr/bin/time ] && timer=(/usr/bin/time -f "%U %S" -o "$MFS_TMP/curl.time")
+got=$("${timer[@]}" curl -sfL -o /dev/null -w "%{size_download}" \
+      "$HUB_URL/$REPO/resolve/main/model.safetensors")
 t1=$(now)
+h1=$(cpu_ticks "$HUB_PID")
 [ "$got" = "$BYTES" ] || echo "curl got $got bytes of $BYTES"
 t_curl=$(secs "$t0" "$t1")
 MNT=$MFS_TMP/mnt
 mfs_mount "$REPO" "$MNT" --cache-dir "$MFS_TMP/cache1" || { echo "mount failed"; exit 1; }
 pid=$(mount_pid "$MNT")
 drop_caches
+thread_ticks "$pid" >"$MFS_TMP/threads0"
+h2=$(cpu_ticks "$HUB_PID")
 t0=$(now); cat "$MNT/model.safetensors" >/dev/null; t1=$(now)
 t_cold=$(secs "$t0" "$t1")
+h3=$(cpu_ticks "$HUB_PID")
+thread_ticks "$pid" >"$MFS_TMP/threads1"
 mbs_cold=$(awk -v b="$BYTES" -v t="$t_cold" 'BEGIN { print b / t / 1e6 }')
 mbs_curl=$(awk -v b="$BYTES" -v t="$t_curl" 'BEGIN { print b / t / 1e6 }')
 line "cold cat vs curl (MB/s)" "$mbs_cold" "$mbs_curl" MB/s 1.0
@@ -55,6 +81,18 @@ awk -v m="$mbs_cold" 'BEGIN { printf "cold cat rate: %.0f MB/s (target 500)%s\n"
                               (m >= 500 ? "" : "  BELOW TARGET") }'
 hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
 echo "daemon peak RSS after reading the shard: $((hwm / 1024)) MiB (VmHWM)"
+groups=$(awk 'NR == FNR { a[$1] = $2; next }
+              { printf "%s%s %.0f", sep, $1, $2 - a[$1]; sep = "," }' \
+    "$MFS_TMP/threads0" "$MFS_TMP/threads1" |
+    awk -v hz="$(getconf CLK_TCK)" -v b="$BYTES" -v RS=, '{
+        n = $1 == "mfs-fetch" ? "fetch workers" : $1 == "mfs-ckpt" ? "checkpointer" : "FUSE threads"
+        printf "%s%s %.2f", (NR > 1 ? ", " : ""), n, $2 / hz / (b / 2^30) }')
+d_ticks=$(awk 'NR == FNR { a[$1] = $2; next } { s += $2 - a[$1] } END { print s }' \
+    "$MFS_TMP/threads0" "$MFS_TMP/threads1")
+c_secs=$(awk '{ print $1 + $2 }' "$MFS_TMP/curl.time" 2>/dev/null)
+c_gib=$(awk -v s="${c_secs:-0}" -v b="$BYTES" 'BEGIN { printf "%.2f", s / (b / 2^30) }')
+echo "cold cat CPU s/GiB: daemon $(per_gib "$d_ticks") ($groups)," \
+     "hub $(per_gib $((h3 - h2))); curl: curl $c_gib, hub $(per_gib $((h1 - h0)))"
 
 # Warm: the cache holds it, the page cache does not.
 drop_caches
