@@ -34,6 +34,8 @@
  * Add one line per plugin (fs/control.h, ADDING A CONTROL FILE). */
 const struct mfs_ctl_handler *const mfs_ctl_plugins[] = {
     &mfs_ctl_load,
+    &mfs_ctl_push,
+    &mfs_ctl_config,
     NULL
 };
 

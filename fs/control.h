@@ -100,6 +100,9 @@ int mfs_view_ctl_add(struct mfs_view *view, const struct mfs_ctl_handler *h, voi
 extern const struct mfs_ctl_handler *const mfs_ctl_plugins[];
 /* fs/ctl_infer.c: load; its init adds unload, generate, tokenize, embed */
 extern const struct mfs_ctl_handler mfs_ctl_load;
+/* fs/ctl_push.c: push (one Hub commit per write) and config (the push settings) */
+extern const struct mfs_ctl_handler mfs_ctl_push;
+extern const struct mfs_ctl_handler mfs_ctl_config;
 
 /* Process session id of pid (/proc/PID/stat field 6); pid itself when
  * unknown (the process is gone), so each unknown caller is its own session.

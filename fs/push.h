@@ -50,7 +50,7 @@ struct mfs_push_cfg {
 };
 
 struct mfs_push_opts {
-    const char *message;                    /* commit title; NULL/"" = "Upload N files with modelfs" */
+    const char *message;                    /* commit title; NULL/"" = the default */
     const char *description;                /* NULL = "" */
     bool create_pr;                         /* open refs/pr/N instead of moving the branch */
 };
