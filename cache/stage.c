@@ -21,13 +21,8 @@
  * with refs 0 that no open writer holds is garbage: deleted after commits,
  * at writer close, and at open (the drafts of a killed process).
  *
- * The encoded piece table is a sequence of records, one per extent, in file
- * order (host byte order: the file never leaves this machine):
- *   u8 source, u64 len, then
- *   OBJ:    i64 object id, u64 offset in the object
- *   REMOTE: u64 offset in the blob, u64 blob size, u8 is_lfs, 40 bytes oid,
- *           64 bytes lfs_oid, u32 path length, the path (no NUL)
- *   ZERO:   nothing
+ * Piece tables (which bytes of a file come from which source) and their
+ * encoding in stage_entries.extents live in cache/stage_pt.c.
  *
  * Writers buffer chunks in memory: a chunk written end to end is "full";
  * full chunks go to the database in one transaction per STAGE_FLUSH_BYTES,
@@ -41,38 +36,38 @@
  * mfs_stage).  SQLITE_FULL, or an I/O error with errno ENOSPC, is -ENOSPC;
  * the transaction is rolled back, so what was committed before stays.
  *
+ * Processes: one at a time per stage (cache/stage.h): mfs_stage_open()
+ * flock(2)s CACHE_DIR/stage-HASH.lock for the stage's lifetime, before its
+ * orphan collection, and fails with -EBUSY (naming the holder's pid) when
+ * another open stage holds it; the kernel drops the lock with its process.
+ *
  * Threads: one connection per stage behind s->lock, held for short
  * statements only; remote bytes (base_read, maybe a network fetch) are read
  * with the lock released.  A writer's own fields belong to its caller's
  * thread; what other threads must see of a writer (the objects it holds)
  * lives in s->held, under s->lock.  Lock order: s->lock, then ckpt_lock.
  */
-#include "stage.h"
+#include "stage_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "common/hash.h"
 
 #define STAGE_SCHEMA 1                      /* stage_meta 'schema' this code reads */
-#define STAGE_IDX_BITS 24                   /* chunk index bits in a chunk rowid */
-#define STAGE_MAX_OFF ((uint64_t)MFS_CACHE_CHUNK << STAGE_IDX_BITS) /* 4 TiB per file */
 #define STAGE_BUSY_MS 30000                 /* wait for another writer at most this long */
 #define STAGE_FLUSH_BYTES (8u << 20)        /* full chunks written per batch transaction */
 #define STAGE_MAX_BUFFERED (64u << 20)      /* buffered chunk bytes that force a flush */
-#define STAGE_MAX_PATH 4096                 /* bytes of a path */
-#define STAGE_REMOTE_REC (8 + 8 + 1 + 40 + 64 + 4)
 #define STAGE_CKPT_PAGES 1024               /* WAL pages (64 KiB) that wake the checkpointer */
 #define STAGE_CKPT_BUSY_MS 100              /* the checkpointer's wait for readers, at most */
-
-enum stage_src {
-    SRC_ZERO = 0,
-    SRC_OBJ = 1,
-    SRC_REMOTE = 2,
-};
 
 enum stage_stmt {
     ST_BEGIN,
@@ -142,24 +137,6 @@ static const char stage_schema[] =
     "CREATE INDEX IF NOT EXISTS stage_objects_refs ON stage_objects(stage_id, refs);"
     "CREATE TABLE IF NOT EXISTS stage_chunks(id INTEGER PRIMARY KEY, data BLOB NOT NULL);";
 
-/* One extent of a piece table: file bytes [off, off+len) come from src. */
-struct stage_ext {
-    uint64_t off;                           /* bytes from the file's start */
-    uint64_t len;                           /* > 0 */
-    enum stage_src src;
-    int64_t obj;                            /* SRC_OBJ: the data object */
-    uint64_t src_off;                       /* OBJ/REMOTE: where in the source off lies */
-    struct mfs_entry *rem;                  /* SRC_REMOTE: owned copy of the blob */
-};
-
-/* A file's content: extents in order, without gaps, covering [0, size). */
-struct stage_pt {
-    struct stage_ext *v;                    /* n used, cap allocated */
-    size_t n;
-    size_t cap;
-    uint64_t size;                          /* bytes */
-};
-
 /* A chunk of the writer's draft object held in memory. */
 struct stage_chunk {
     uint64_t idx;                           /* chunk index in the object */
@@ -186,6 +163,7 @@ struct mfs_stage {
     struct stage_hold *held;                /* objects open writers hold */
     size_t nheld;
     size_t capheld;
+    int lock_fd;                            /* flock(2)ed stage-HASH.lock; -1 = none */
     /* Checkpoints (the only fsyncs with synchronous=NORMAL) run in a thread
      * of their own, woken by the WAL hook, so that a writer streaming a big
      * file never waits for the disk (cache.c does the same for its
@@ -241,11 +219,6 @@ static int stage_fail(struct mfs_stage *s, int rc, const char *what, struct mfs_
     return mfs_err_set(err, code, "stage: cannot %s: %s", what,
                        code == -ENOSPC ? "disk full" :
                        s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-}
-
-static int stage_nomem(struct mfs_err *err)
-{
-    return mfs_err_set(err, -ENOMEM, "stage: out of memory");
 }
 
 /* The prepared statement k, reset and unbound. */
@@ -324,441 +297,6 @@ static int stage_check_path(const char *path, struct mfs_err *err)
         if (!q)
             break;
     }
-    return 0;
-}
-
-/* ---- remote entries and extents ------------------------------------------ */
-
-static struct mfs_entry *stage_remote_dup(const struct mfs_entry *e)
-{
-    struct mfs_entry *r = calloc(1, sizeof(*r));
-
-    if (!r)
-        return NULL;
-    *r = *e;
-    r->path = strdup(e->path ? e->path : "");
-    if (!r->path) {
-        free(r);
-        return NULL;
-    }
-    r->oid[sizeof(r->oid) - 1] = '\0';
-    r->lfs_oid[sizeof(r->lfs_oid) - 1] = '\0';
-    r->is_dir = false;
-    return r;
-}
-
-static void stage_remote_free(struct mfs_entry *r)
-{
-    if (r) {
-        free(r->path);
-        free(r);
-    }
-}
-
-static bool stage_remote_same(const struct mfs_entry *a, const struct mfs_entry *b)
-{
-    return a->size == b->size && a->is_lfs == b->is_lfs && !strcmp(a->oid, b->oid) &&
-           !strcmp(a->lfs_oid, b->lfs_oid) && !strcmp(a->path, b->path);
-}
-
-static void stage_ext_release(struct stage_ext *x)
-{
-    stage_remote_free(x->rem);
-    x->rem = NULL;
-}
-
-/* Deep copy src into *dst.  -ENOMEM. */
-static int stage_ext_copy(struct stage_ext *dst, const struct stage_ext *src)
-{
-    *dst = *src;
-    dst->rem = NULL;
-    if (src->src == SRC_REMOTE) {
-        dst->rem = stage_remote_dup(src->rem);
-        if (!dst->rem)
-            return -ENOMEM;
-    }
-    return 0;
-}
-
-static bool stage_ext_mergeable(const struct stage_ext *a, const struct stage_ext *b)
-{
-    if (a->src != b->src)
-        return false;
-    switch (a->src) {
-    case SRC_ZERO:
-        return true;
-    case SRC_OBJ:
-        return a->obj == b->obj && a->src_off + a->len == b->src_off;
-    case SRC_REMOTE:
-        return a->src_off + a->len == b->src_off && stage_remote_same(a->rem, b->rem);
-    }
-    return false;
-}
-
-/* ---- piece tables ---------------------------------------------------------- */
-
-static void stage_pt_release(struct stage_pt *pt)
-{
-    size_t i;
-
-    for (i = 0; i < pt->n; i++)
-        stage_ext_release(&pt->v[i]);
-    free(pt->v);
-    memset(pt, 0, sizeof(*pt));
-}
-
-static int stage_pt_reserve(struct stage_pt *pt, size_t extra)
-{
-    struct stage_ext *v;
-    size_t cap;
-
-    if (pt->n + extra <= pt->cap)
-        return 0;
-    cap = pt->cap ? pt->cap : 8;
-    while (cap < pt->n + extra)
-        cap *= 2;
-    v = realloc(pt->v, cap * sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    pt->v = v;
-    pt->cap = cap;
-    return 0;
-}
-
-/* Index of the extent holding byte at (at < size). */
-static size_t stage_pt_find(const struct stage_pt *pt, uint64_t at)
-{
-    size_t lo = 0;
-    size_t hi = pt->n;
-    size_t mid;
-
-    while (hi - lo > 1) {
-        mid = lo + (hi - lo) / 2;
-        if (pt->v[mid].off <= at)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-/* Make an extent start at byte at; *idxp = its index (n when at >= size).
- * Needs one free slot (stage_pt_reserve).  -ENOMEM. */
-static int stage_pt_split(struct stage_pt *pt, uint64_t at, size_t *idxp)
-{
-    struct stage_ext right;
-    struct stage_ext *x;
-    size_t k;
-    uint64_t cut;
-
-    if (at >= pt->size) {
-        *idxp = pt->n;
-        return 0;
-    }
-    k = stage_pt_find(pt, at);
-    x = &pt->v[k];
-    if (x->off == at) {
-        *idxp = k;
-        return 0;
-    }
-    if (stage_ext_copy(&right, x) < 0)
-        return -ENOMEM;
-    cut = at - x->off;
-    right.off = at;
-    right.len = x->len - cut;
-    if (right.src != SRC_ZERO)
-        right.src_off += cut;
-    x->len = cut;
-    memmove(&pt->v[k + 2], &pt->v[k + 1], (pt->n - k - 1) * sizeof(*pt->v));
-    pt->v[k + 1] = right;
-    pt->n++;
-    *idxp = k + 1;
-    return 0;
-}
-
-/* Merge mergeable neighbours among extents [lo, hi) (indices clipped). */
-static void stage_pt_merge(struct stage_pt *pt, size_t lo, size_t hi)
-{
-    size_t k;
-
-    if (hi > pt->n)
-        hi = pt->n;
-    k = lo + 1;
-    while (k < hi) {
-        if (stage_ext_mergeable(&pt->v[k - 1], &pt->v[k])) {
-            pt->v[k - 1].len += pt->v[k].len;
-            stage_ext_release(&pt->v[k]);
-            memmove(&pt->v[k], &pt->v[k + 1], (pt->n - k - 1) * sizeof(*pt->v));
-            pt->n--;
-            hi--;
-        } else {
-            k++;
-        }
-    }
-}
-
-/* Replace bytes [off, off+sum of lens) by ins[0..nins), which become owned
- * by pt on success (their off fields are set here); bytes between the old
- * end and off become zeros.  On failure pt is unchanged and ins still the
- * caller's.  -ENOMEM. */
-static int stage_pt_replace(struct stage_pt *pt, uint64_t off, struct stage_ext *ins,
-                            size_t nins)
-{
-    uint64_t len = 0;
-    uint64_t at;
-    size_t i;
-    size_t j;
-    size_t k;
-
-    for (k = 0; k < nins; k++)
-        len += ins[k].len;
-    if (stage_pt_reserve(pt, nins + 3) < 0)
-        return -ENOMEM;
-    if (off > pt->size) {
-        pt->v[pt->n] = (struct stage_ext){ .off = pt->size, .len = off - pt->size,
-                                           .src = SRC_ZERO };
-        pt->n++;
-        pt->size = off;
-        stage_pt_merge(pt, pt->n >= 2 ? pt->n - 2 : 0, pt->n);
-    }
-    if (stage_pt_split(pt, off, &i) < 0 || stage_pt_split(pt, off + len, &j) < 0)
-        return -ENOMEM;     /* a split alone changes no byte: pt is still right */
-    for (k = i; k < j; k++)
-        stage_ext_release(&pt->v[k]);
-    memmove(&pt->v[i + nins], &pt->v[j], (pt->n - j) * sizeof(*pt->v));
-    at = off;
-    for (k = 0; k < nins; k++) {
-        pt->v[i + k] = ins[k];
-        pt->v[i + k].off = at;
-        at += ins[k].len;
-    }
-    pt->n = pt->n - (j - i) + nins;
-    if (off + len > pt->size)
-        pt->size = off + len;
-    stage_pt_merge(pt, i ? i - 1 : 0, i + nins + 1);
-    return 0;
-}
-
-/* Set the size: drop bytes past it or add zeros.  -ENOMEM. */
-static int stage_pt_truncate(struct stage_pt *pt, uint64_t size)
-{
-    struct stage_ext z = { .src = SRC_ZERO };
-    size_t i;
-    size_t k;
-
-    if (size > pt->size) {
-        z.len = size - pt->size;
-        return stage_pt_replace(pt, pt->size, &z, 1);
-    }
-    if (stage_pt_reserve(pt, 1) < 0 || stage_pt_split(pt, size, &i) < 0)
-        return -ENOMEM;
-    for (k = i; k < pt->n; k++)
-        stage_ext_release(&pt->v[k]);
-    pt->n = i;
-    pt->size = size;
-    return 0;
-}
-
-/* Deep copies of the extents of bytes [off, off+len) (off+len <= size).
- * OUT: *outp (free each, then the array), *np.  -ENOMEM. */
-static int stage_pt_slice(const struct stage_pt *pt, uint64_t off, uint64_t len,
-                          struct stage_ext **outp, size_t *np)
-{
-    struct stage_ext *out;
-    size_t n = 0;
-    size_t k;
-    uint64_t a;
-    uint64_t b;
-    const struct stage_ext *x;
-
-    *outp = NULL;
-    *np = 0;
-    if (len == 0)
-        return 0;
-    k = stage_pt_find(pt, off);
-    out = calloc(pt->n - k, sizeof(*out));
-    if (!out)
-        return -ENOMEM;
-    for (; k < pt->n && pt->v[k].off < off + len; k++) {
-        x = &pt->v[k];
-        a = x->off > off ? x->off : off;
-        b = x->off + x->len < off + len ? x->off + x->len : off + len;
-        if (stage_ext_copy(&out[n], x) < 0)
-            goto out_nomem;
-        if (out[n].src != SRC_ZERO)
-            out[n].src_off += a - x->off;
-        out[n].off = a - off;
-        out[n].len = b - a;
-        n++;
-    }
-    *outp = out;
-    *np = n;
-    return 0;
-out_nomem:
-    while (n)
-        stage_ext_release(&out[--n]);
-    free(out);
-    return -ENOMEM;
-}
-
-/* ---- piece table encoding ---------------------------------------------------- */
-
-static int stage_pt_encode(const struct stage_pt *pt, unsigned char **bp, size_t *np)
-{
-    unsigned char *b;
-    unsigned char *p;
-    size_t n = 0;
-    size_t k;
-    uint32_t plen;
-    uint8_t u8;
-    const struct stage_ext *x;
-
-    *bp = NULL;
-    *np = 0;
-    for (k = 0; k < pt->n; k++) {
-        n += 1 + 8;
-        if (pt->v[k].src == SRC_OBJ)
-            n += 16;
-        else if (pt->v[k].src == SRC_REMOTE)
-            n += STAGE_REMOTE_REC + strlen(pt->v[k].rem->path);
-    }
-    b = malloc(n ? n : 1);
-    if (!b)
-        return -ENOMEM;
-    p = b;
-    for (k = 0; k < pt->n; k++) {
-        x = &pt->v[k];
-        u8 = (uint8_t)x->src;
-        *p++ = u8;
-        memcpy(p, &x->len, 8);
-        p += 8;
-        if (x->src == SRC_OBJ) {
-            memcpy(p, &x->obj, 8);
-            memcpy(p + 8, &x->src_off, 8);
-            p += 16;
-        } else if (x->src == SRC_REMOTE) {
-            memcpy(p, &x->src_off, 8);
-            memcpy(p + 8, &x->rem->size, 8);
-            p[16] = x->rem->is_lfs;
-            memcpy(p + 17, x->rem->oid, 40);
-            memcpy(p + 57, x->rem->lfs_oid, 64);
-            plen = (uint32_t)strlen(x->rem->path);
-            memcpy(p + 121, &plen, 4);
-            memcpy(p + 125, x->rem->path, plen);
-            p += STAGE_REMOTE_REC + plen;
-        }
-    }
-    *bp = b;
-    *np = n;
-    return 0;
-}
-
-/* Decode a stored piece table of a file of size bytes.  -EIO (damaged),
- * -ENOMEM. */
-static int stage_pt_decode(const unsigned char *b, size_t n, uint64_t size, struct stage_pt *pt,
-                           const char *path, struct mfs_err *err)
-{
-    struct stage_ext x;
-    const unsigned char *p = b;
-    const unsigned char *end = b + n;
-    uint64_t off = 0;
-    uint32_t plen;
-    int rc;
-
-    memset(pt, 0, sizeof(*pt));
-    while (p < end) {
-        memset(&x, 0, sizeof(x));
-        if (end - p < 9)
-            goto out_damaged;
-        x.src = (enum stage_src)p[0];
-        memcpy(&x.len, p + 1, 8);
-        p += 9;
-        if (x.len == 0 || x.len > size - off)
-            goto out_damaged;
-        x.off = off;
-        if (x.src == SRC_OBJ) {
-            if (end - p < 16)
-                goto out_damaged;
-            memcpy(&x.obj, p, 8);
-            memcpy(&x.src_off, p + 8, 8);
-            p += 16;
-            if (x.obj <= 0 || x.obj >= ((int64_t)1 << (62 - STAGE_IDX_BITS)) ||
-                x.src_off > STAGE_MAX_OFF || x.len > STAGE_MAX_OFF - x.src_off)
-                goto out_damaged;
-        } else if (x.src == SRC_REMOTE) {
-            if ((size_t)(end - p) < STAGE_REMOTE_REC)
-                goto out_damaged;
-            memcpy(&plen, p + 121, 4);
-            if (plen >= STAGE_MAX_PATH || (size_t)(end - p) - STAGE_REMOTE_REC < plen)
-                goto out_damaged;
-            x.rem = calloc(1, sizeof(*x.rem));
-            if (!x.rem)
-                goto out_nomem;
-            x.rem->path = malloc(plen + 1);
-            if (!x.rem->path) {
-                free(x.rem);
-                goto out_nomem;
-            }
-            memcpy(&x.src_off, p, 8);
-            memcpy(&x.rem->size, p + 8, 8);
-            x.rem->is_lfs = p[16] != 0;
-            memcpy(x.rem->oid, p + 17, 40);
-            memcpy(x.rem->lfs_oid, p + 57, 64);
-            memcpy(x.rem->path, p + 125, plen);
-            x.rem->path[plen] = '\0';
-            p += STAGE_REMOTE_REC + plen;
-            if (x.src_off > x.rem->size || x.len > x.rem->size - x.src_off) {
-                stage_remote_free(x.rem);
-                goto out_damaged;
-            }
-        } else if (x.src != SRC_ZERO) {
-            goto out_damaged;
-        }
-        if (stage_pt_reserve(pt, 1) < 0) {
-            stage_remote_free(x.rem);
-            goto out_nomem;
-        }
-        pt->v[pt->n++] = x;
-        off += x.len;
-    }
-    if (off != size)
-        goto out_damaged;
-    pt->size = size;
-    return 0;
-out_damaged:
-    rc = mfs_err_set(err, -EIO, "stage: damaged piece table of '%s'", path);
-    stage_pt_release(pt);
-    return rc;
-out_nomem:
-    stage_pt_release(pt);
-    return stage_nomem(err);
-}
-
-/* The distinct data objects pt names.  OUT: *objsp (free()), *np. */
-static int stage_pt_objects(const struct stage_pt *pt, int64_t **objsp, size_t *np)
-{
-    int64_t *v;
-    size_t n = 0;
-    size_t k;
-    size_t i;
-
-    *objsp = NULL;
-    *np = 0;
-    if (pt->n == 0)
-        return 0;
-    v = malloc(pt->n * sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    for (k = 0; k < pt->n; k++) {
-        if (pt->v[k].src != SRC_OBJ)
-            continue;
-        for (i = 0; i < n && v[i] != pt->v[k].obj; i++)
-            ;
-        if (i == n)
-            v[n++] = pt->v[k].obj;
-    }
-    *objsp = v;
-    *np = n;
     return 0;
 }
 
@@ -854,7 +392,7 @@ static int stage_ref_pt(struct mfs_stage *s, const struct stage_pt *pt, int delt
     size_t i;
     int rc;
 
-    if (stage_pt_objects(pt, &objs, &n) < 0)
+    if (mfs_stage_pt_objects(pt, &objs, &n) < 0)
         return stage_nomem(err);
     rc = 0;
     for (i = 0; i < n && rc == 0; i++) {
@@ -1017,7 +555,7 @@ static int stage_pt_read(struct mfs_stage *s, struct mfs_stage_writer *w,
 
     if (len == 0)
         return 0;
-    for (k = stage_pt_find(pt, off); k < pt->n && pt->v[k].off < off + len && rc == 0; k++) {
+    for (k = mfs_stage_pt_find(pt, off); k < pt->n && pt->v[k].off < off + len && rc == 0; k++) {
         x = &pt->v[k];
         a = x->off > off ? x->off : off;
         b = x->off + x->len < off + len ? x->off + x->len : off + len;
@@ -1088,9 +626,9 @@ static int stage_row_get_locked(struct mfs_stage *s, const char *path, struct st
         r->generation = (uint64_t)sqlite3_column_int64(st, 4);
         rc = 0;
         if (r->kind == MFS_STAGE_FILE)
-            rc = stage_pt_decode(sqlite3_column_blob(st, 5),
-                                 (size_t)sqlite3_column_bytes(st, 5), r->size, &r->pt, path,
-                                 err);
+            rc = mfs_stage_pt_decode(sqlite3_column_blob(st, 5),
+                                     (size_t)sqlite3_column_bytes(st, 5), r->size, &r->pt, path,
+                                     err);
         else if (r->kind != MFS_STAGE_DELETED && r->kind != MFS_STAGE_DIR)
             rc = mfs_err_set(err, -EIO, "stage: damaged entry '%s'", path);
     }
@@ -1113,7 +651,7 @@ static int stage_row_del_locked(struct mfs_stage *s, const char *path, struct mf
     if (rc < 0)
         return rc;
     rc = stage_ref_pt(s, &old.pt, -1, err);
-    stage_pt_release(&old.pt);
+    mfs_stage_pt_release(&old.pt);
     if (rc < 0)
         return rc;
     rc = stage_stmt(s, ST_ENTRY_DEL, &st, err);
@@ -1139,7 +677,7 @@ static int stage_row_put_locked(struct mfs_stage *s, const char *path, enum mfs_
     if (rc < 0)
         return rc;
     if (pt) {
-        if (stage_pt_encode(pt, &blob, &nblob) < 0)
+        if (mfs_stage_pt_encode(pt, &blob, &nblob) < 0)
             return stage_nomem(err);
         rc = stage_ref_pt(s, pt, 1, err);
         if (rc < 0)
@@ -1190,6 +728,85 @@ static int stage_next_gen_locked(struct mfs_stage *s, uint64_t *genp, struct mfs
     sqlite3_bind_int64(st, 1, s->id);
     sqlite3_bind_int64(st, 2, (int64_t)*genp);
     return stage_step_done(s, st, "count the change", err);
+}
+
+/* ---- the process lock ------------------------------------------------------ */
+
+/* Take the stage's process lock (stage.h "Processes"): flock(2) on
+ * CACHE_DIR/stage-HASH.lock, HASH = sha256 of the stage's key, held until
+ * mfs_stage_close() or the process's death (the kernel drops it then, so a
+ * kill -9 never leaves a stale lock).  The file holds the holder's pid for
+ * the message a second opener gets; it is never deleted, because a
+ * deletion would let two processes lock two different files of one name.
+ * -EBUSY: another open stage holds it (this process's too). */
+static int stage_lock(struct mfs_stage *s, const char *cache_dir,
+                      const struct mfs_cache_repo *repo, const char *revision,
+                      struct mfs_err *err)
+{
+    const char *key[4];
+    struct mfs_hash *h;
+    char hex[MFS_SHA256_HEX];
+    char text[32];
+    char *path;
+    char *end;
+    size_t n;
+    ssize_t got;
+    unsigned long long pid;
+    int fd;
+    int i;
+    int rc;
+
+    key[0] = repo->endpoint ? repo->endpoint : "";
+    key[1] = repo->repo_type ? repo->repo_type : "model";
+    key[2] = repo->repo_id ? repo->repo_id : "";
+    key[3] = revision ? revision : "main";
+    h = mfs_hash_new(MFS_HASH_SHA256);
+    if (!h)
+        return stage_nomem(err);
+    for (i = 0; i < 4; i++)
+        mfs_hash_update(h, key[i], strlen(key[i]) + 1);   /* the NULs keep fields apart */
+    mfs_hash_final_hex(h, hex);              /* frees h */
+    n = strlen(cache_dir) + sizeof("/stage-.lock") + 32;
+    path = malloc(n);
+    if (!path)
+        return stage_nomem(err);
+    snprintf(path, n, "%s/stage-%.32s.lock", cache_dir, hex);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = mfs_err_set(err, errno == EACCES || errno == EROFS ? -EACCES : -EIO,
+                         "stage: cannot open '%s': %s", path, strerror(errno));
+        goto out_free_path;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK) {
+            rc = mfs_err_set(err, -EIO, "stage: cannot lock '%s': %s", path, strerror(errno));
+            goto out_close_fd;
+        }
+        got = pread(fd, text, sizeof(text) - 1, 0);
+        text[got > 0 ? got : 0] = '\0';
+        pid = strtoull(text, &end, 10);
+        if (end != text && pid > 0)
+            rc = mfs_err_set(err, -EBUSY, "the staged changes of %s@%s are held by another "
+                             "mount (pid %llu)", key[2], key[3], pid);
+        else
+            rc = mfs_err_set(err, -EBUSY, "the staged changes of %s@%s are held by another "
+                             "mount", key[2], key[3]);
+        goto out_close_fd;
+    }
+    n = (size_t)snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, text, n, 0) != (ssize_t)n) {
+        rc = mfs_err_set(err, errno == ENOSPC ? -ENOSPC : -EIO,
+                         "stage: cannot write '%s': %s", path, strerror(errno));
+        goto out_close_fd;                  /* closing drops the lock too */
+    }
+    s->lock_fd = fd;
+    free(path);
+    return 0;
+out_close_fd:
+    close(fd);
+out_free_path:
+    free(path);
+    return rc;
 }
 
 /* ---- open / close ---------------------------------------------------------- */
@@ -1355,9 +972,15 @@ int mfs_stage_open(const char *cache_dir, const struct mfs_cache_repo *repo,
         return stage_nomem(err);
     s->base_read = base_read;
     s->base_ctx = base_ctx;
+    s->lock_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->ckpt_lock, NULL);
     pthread_cond_init(&s->ckpt_cond, NULL);
+    /* Before the orphan collection below: it would delete a live mount's
+     * drafts. */
+    rc = stage_lock(s, cache_dir, repo, revision, err);
+    if (rc < 0)
+        goto out_close;
     rc = stage_open_db(s, cache_dir, err);
     if (rc < 0)
         goto out_close;
@@ -1396,6 +1019,8 @@ void mfs_stage_close(struct mfs_stage **sp)
     for (i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);                  /* after the database: the next holder starts clean */
     pthread_cond_destroy(&s->ckpt_cond);
     pthread_mutex_destroy(&s->ckpt_lock);
     pthread_mutex_destroy(&s->lock);
@@ -1470,8 +1095,9 @@ int mfs_stage_list(struct mfs_stage *s, struct mfs_stage_entry **ep, size_t *np,
             goto out_reset;
         }
         if (r.kind == MFS_STAGE_FILE) {
-            rc = stage_pt_decode(sqlite3_column_blob(st, 6), (size_t)sqlite3_column_bytes(st, 6),
-                                 r.size, &r.pt, path, err);
+            rc = mfs_stage_pt_decode(sqlite3_column_blob(st, 6),
+                                     (size_t)sqlite3_column_bytes(st, 6), r.size, &r.pt,
+                                     path, err);
             if (rc < 0)
                 goto out_reset;
         }
@@ -1479,14 +1105,14 @@ int mfs_stage_list(struct mfs_stage *s, struct mfs_stage_entry **ep, size_t *np,
             cap = cap ? 2 * cap : 16;
             grown = realloc(v, cap * sizeof(*v));
             if (!grown) {
-                stage_pt_release(&r.pt);
+                mfs_stage_pt_release(&r.pt);
                 rc = stage_nomem(err);
                 goto out_reset;
             }
             v = grown;
         }
         rc = stage_entry_fill(&v[n], path, &r);
-        stage_pt_release(&r.pt);
+        mfs_stage_pt_release(&r.pt);
         if (rc < 0) {
             rc = stage_nomem(err);
             goto out_reset;
@@ -1540,7 +1166,7 @@ int mfs_stage_get(struct mfs_stage *s, const char *path, struct mfs_stage_entry 
         return rc;
     if (stage_entry_fill(e, path, &r) < 0)
         rc = stage_nomem(err);
-    stage_pt_release(&r.pt);
+    mfs_stage_pt_release(&r.pt);
     return rc;
 }
 
@@ -1569,7 +1195,7 @@ ssize_t mfs_stage_read(struct mfs_stage *s, const char *path, uint64_t off, size
     pthread_mutex_unlock(&s->lock);
     if (rc == 0)
         rc = stage_pt_read(s, NULL, &r.pt, off, n, buf, PASS_OTHER, err);
-    stage_pt_release(&r.pt);
+    mfs_stage_pt_release(&r.pt);
     return rc < 0 ? rc : (ssize_t)n;
 }
 
@@ -1598,16 +1224,16 @@ static int stage_change_locked(struct mfs_stage *s, const struct mfs_stage_chang
             return mfs_err_set(err, -EINVAL, "stage: no remote file for '%s'", c->path);
         if (c->remote->size > 0) {
             x.len = c->remote->size;
-            x.rem = stage_remote_dup(c->remote);
+            x.rem = mfs_stage_remote_dup(c->remote);
             if (!x.rem)
                 return stage_nomem(err);
-            if (stage_pt_replace(&pt, 0, &x, 1) < 0) {
-                stage_remote_free(x.rem);
+            if (mfs_stage_pt_replace(&pt, 0, &x, 1) < 0) {
+                mfs_stage_remote_free(x.rem);
                 return stage_nomem(err);
             }
         }
         rc = stage_row_put_locked(s, c->path, MFS_STAGE_FILE, c->mode, &pt, gen, 0, err);
-        stage_pt_release(&pt);
+        mfs_stage_pt_release(&pt);
         return rc;
     case MFS_STAGE_OP_MOVE:
         rc = stage_check_path(c->from, err);
@@ -1618,13 +1244,13 @@ static int stage_change_locked(struct mfs_stage *s, const struct mfs_stage_chang
             rc = mfs_err_set(err, -ENOENT, "stage: cannot move '%s': not a staged file",
                              c->from);
         if (rc < 0) {
-            stage_pt_release(&r.pt);
+            mfs_stage_pt_release(&r.pt);
             return rc;
         }
         rc = stage_row_put_locked(s, c->path, MFS_STAGE_FILE, r.mode, &r.pt, gen, r.mtime, err);
         if (rc == 0 && strcmp(c->from, c->path) != 0)
             rc = stage_row_del_locked(s, c->from, err);
-        stage_pt_release(&r.pt);
+        mfs_stage_pt_release(&r.pt);
         return rc;
     case MFS_STAGE_OP_CHMOD:
         rc = stage_row_get_locked(s, c->path, &r, err);
@@ -1634,7 +1260,7 @@ static int stage_change_locked(struct mfs_stage *s, const struct mfs_stage_chang
             rc = stage_row_put_locked(s, c->path, r.kind, c->mode,
                                       r.kind == MFS_STAGE_FILE ? &r.pt : NULL, gen, r.mtime,
                                       err);
-        stage_pt_release(&r.pt);
+        mfs_stage_pt_release(&r.pt);
         return rc;
     }
     return mfs_err_set(err, -EINVAL, "stage: unknown change %d", (int)c->op);
@@ -1856,9 +1482,9 @@ int mfs_stage_writer_open(struct mfs_stage *s, const char *path, enum mfs_stage_
     }
     if (base == MFS_STAGE_BASE_REMOTE && remote->size > 0) {
         x.len = remote->size;
-        x.rem = stage_remote_dup(remote);
-        if (!x.rem || stage_pt_replace(&w->pt, 0, &x, 1) < 0) {
-            stage_remote_free(x.rem);
+        x.rem = mfs_stage_remote_dup(remote);
+        if (!x.rem || mfs_stage_pt_replace(&w->pt, 0, &x, 1) < 0) {
+            mfs_stage_remote_free(x.rem);
             rc = stage_nomem(err);
             goto out_free;
         }
@@ -1874,7 +1500,7 @@ int mfs_stage_writer_open(struct mfs_stage *s, const char *path, enum mfs_stage_
             if (stage_hold_pt_locked(w, w->pt.v, w->pt.n) < 0)
                 rc = stage_nomem(err);
         }
-        stage_pt_release(&r.pt);
+        mfs_stage_pt_release(&r.pt);
     }
     pthread_mutex_unlock(&s->lock);
     if (rc < 0)
@@ -1954,7 +1580,7 @@ ssize_t mfs_stage_writer_write(struct mfs_stage_writer *w, uint64_t off, const v
     x.obj = w->obj;
     x.src_off = off;
     x.len = len;
-    if (stage_pt_replace(&w->pt, off, &x, 1) < 0)
+    if (mfs_stage_pt_replace(&w->pt, off, &x, 1) < 0)
         return stage_nomem(err);
     w->dirty = true;
     if ((uint64_t)w->nch * MFS_CACHE_CHUNK >= STAGE_MAX_BUFFERED)
@@ -1988,22 +1614,22 @@ ssize_t mfs_stage_writer_link(struct mfs_stage_writer *w, uint64_t off, const ch
         rc = mfs_err_set(err, -EINVAL, "stage: cannot link %llu bytes at %llu of '%s': "
                          "past its end", (unsigned long long)len,
                          (unsigned long long)src_off, src_path);
-    if (rc == 0 && stage_pt_slice(&r.pt, src_off, len, &v, &n) < 0)
+    if (rc == 0 && mfs_stage_pt_slice(&r.pt, src_off, len, &v, &n) < 0)
         rc = stage_nomem(err);
     /* Held before the lock goes: a commit could drop src's last reference. */
     if (rc == 0 && stage_hold_pt_locked(w, v, n) < 0)
         rc = stage_nomem(err);
     pthread_mutex_unlock(&s->lock);
-    stage_pt_release(&r.pt);
+    mfs_stage_pt_release(&r.pt);
     if (rc == 0 && n > 0) {
-        if (stage_pt_replace(&w->pt, off, v, n) < 0)
+        if (mfs_stage_pt_replace(&w->pt, off, v, n) < 0)
             rc = stage_nomem(err);
         else
             n = 0;                          /* owned by w->pt now */
         w->dirty = true;
     }
     while (n)
-        stage_ext_release(&v[--n]);
+        mfs_stage_ext_release(&v[--n]);
     free(v);
     return rc < 0 ? rc : (ssize_t)len;
 }
@@ -2026,9 +1652,9 @@ ssize_t mfs_stage_writer_link_remote(struct mfs_stage_writer *w, uint64_t off,
         return 0;
     x.len = len;
     x.src_off = src_off;
-    x.rem = stage_remote_dup(remote);
-    if (!x.rem || stage_pt_replace(&w->pt, off, &x, 1) < 0) {
-        stage_remote_free(x.rem);
+    x.rem = mfs_stage_remote_dup(remote);
+    if (!x.rem || mfs_stage_pt_replace(&w->pt, off, &x, 1) < 0) {
+        mfs_stage_remote_free(x.rem);
         return stage_nomem(err);
     }
     w->dirty = true;
@@ -2041,7 +1667,7 @@ int mfs_stage_writer_truncate(struct mfs_stage_writer *w, uint64_t size, struct 
         return mfs_err_set(err, -EINVAL, "stage: '%s' cannot grow past 4 TiB", w->path);
     if (size == w->pt.size)
         return 0;
-    if (stage_pt_truncate(&w->pt, size) < 0)
+    if (mfs_stage_pt_truncate(&w->pt, size) < 0)
         return stage_nomem(err);
     w->dirty = true;
     return 0;
@@ -2165,7 +1791,7 @@ void mfs_stage_writer_close(struct mfs_stage_writer **wp)
     free(w->spare);
     free(w->ch);
     free(w->holds);
-    stage_pt_release(&w->pt);
+    mfs_stage_pt_release(&w->pt);
     free(w->path);
     free(w);
     *wp = NULL;

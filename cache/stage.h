@@ -52,6 +52,9 @@
  * Processes: one process at a time has a given stage open (the mount's
  * daemon): mfs_stage_open() deletes the data objects no committed entry
  * names, which would include another live process's drafts.
+ * mfs_stage_open() enforces it with an flock(2) on
+ * CACHE_DIR/stage-HASH.lock held for the stage's lifetime (the kernel drops
+ * it when the process dies).
  */
 #ifndef MFS_CACHE_STAGE_H
 #define MFS_CACHE_STAGE_H
@@ -78,7 +81,9 @@ typedef ssize_t (*mfs_stage_base_read_fn)(void *ctx, const struct mfs_entry *e, 
  * (made by mfs_cache_open; the stage uses its own connection and its own
  * tables).  base_read/base_ctx serve remote-blob extents (NULL: such reads
  * fail with -EIO).  Deletes orphaned data objects (drafts of a killed
- * process).  OUT: *sp, close with mfs_stage_close(). */
+ * process).  OUT: *sp, close with mfs_stage_close().  -EBUSY: another
+ * open stage (another process, or this one) holds it; the reason names the
+ * holder's pid. */
 int mfs_stage_open(const char *cache_dir, const struct mfs_cache_repo *repo,
                    const char *revision, mfs_stage_base_read_fn base_read, void *base_ctx,
                    struct mfs_stage **sp, struct mfs_err *err);

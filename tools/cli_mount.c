@@ -111,7 +111,9 @@ static void mount_usage(FILE *f)
           "  --offline             only what is cached ($HF_HUB_OFFLINE=1 too)\n"
           "  --repo-type TYPE      model (default) or dataset\n"
           "  --timeout SECONDS     a transfer stalled this long fails with EIO (default 30)\n"
-          "  --read-only           refuse writes (EROFS); also -o ro\n"
+          "  --read-only           refuse writes (EROFS); also -o ro.  One writable mount\n"
+          "                        per repo, revision and cache dir at a time: a second\n"
+          "                        fails (EBUSY) unless --read-only\n"
           "  --max-shard-size SIZE reshard checkpoints above SIZE at push (default 5GB)\n"
           "  --commit-message MSG  title of the commits pushes make\n"
           "  --create-pr           pushes open pull requests instead of moving the branch\n"
@@ -805,10 +807,33 @@ static int serve(const struct mount_opts *o, int ready_fd, struct mfs_err *err)
     run.fetches[0] = fetch;                 /* borrowed: freed below, not with the list */
     run.n_fetches = 1;
     if (!o->read_only) {
+        const int busy_tries = 30;          /* polls of a held stage, busy_poll_ms apart */
+        const long busy_poll_ms = 100;
+        int tries;
+
         /* Writes stage in the cache database; offline mounts stage too,
          * their pushes fail with a reason ("offline"). */
         rc = mfs_stage_open(o->cache_dir, &repo, o->revision, stage_base_read, &run, &stage,
                             err);
+        /* The daemon of a mount just detached (fusermount3 -u, then a
+         * remount at once) may still be closing its stage: wait for it a
+         * little, polling, before calling the stage taken. */
+        for (tries = 0; rc == -EBUSY && tries < busy_tries; tries++) {
+            struct timespec ts = { 0, busy_poll_ms * 1000000L };
+
+            nanosleep(&ts, NULL);
+            rc = mfs_stage_open(o->cache_dir, &repo, o->revision, stage_base_read, &run,
+                                &stage, err);
+        }
+        if (rc == -EBUSY && err) {
+            /* Another live mount holds this branch's staged changes (its
+             * uncommitted writes would be lost): say how to mount anyway. */
+            char why[sizeof(err->msg)];
+
+            snprintf(why, sizeof(why), "%s", err->msg);
+            rc = mfs_err_set(err, -EBUSY, "%s; mount with --read-only, or another cache dir",
+                             why);
+        }
         if (rc < 0)
             goto out_free_fetch;
         if (run.hub) {

@@ -1125,6 +1125,123 @@ static void test_crash(const char *dir)
     free(want);
 }
 
+/* ---- one process per stage ------------------------------------------------- */
+
+/* The child of test_lock: hold the stage with an uncommitted draft, say so
+ * on ready, wait for go, then commit the draft and exit 0 iff it reads
+ * back whole (so a failed open by the parent must not have deleted it). */
+static void lock_child(const char *dir, int ready, int go)
+{
+    struct mfs_stage *s = NULL;
+    struct mfs_stage_writer *w = NULL;
+    size_t n = (9u << 20) + 100;            /* past one flush batch (8 MiB) */
+    unsigned char *data = malloc(n);
+    char c = 'r';
+    bool same;
+
+    if (!data)
+        _exit(2);
+    fill_pattern(data, n, 99);
+    if (open_stage(dir, NULL, &s) < 0 ||
+        mfs_stage_writer_open(s, "draft.bin", MFS_STAGE_BASE_EMPTY, NULL, 0644, &w, NULL) < 0 ||
+        mfs_stage_writer_write(w, 0, data, n, NULL) != (ssize_t)n)
+        _exit(2);
+    /* The draft's full chunks are in the database now: an orphan
+     * collection by another opener would delete them. */
+    if (write(ready, &c, 1) != 1 || read(go, &c, 1) != 1)
+        _exit(3);
+    if (mfs_stage_writer_commit(w, NULL) < 0)
+        _exit(4);
+    mfs_stage_writer_close(&w);
+    same = staged_equals(s, "draft.bin", data, n);
+    free(data);
+    mfs_stage_close(&s);
+    _exit(same ? 0 : 5);
+}
+
+static void test_lock(const char *dir)
+{
+    static const struct mfs_cache_repo other = { "http://127.0.0.1:1", "model", "org/other" };
+    struct mfs_err err = MFS_ERR_INIT;
+    struct mfs_stage *s = NULL;
+    struct mfs_stage *s2 = NULL;
+    char want[64];
+    int ready[2];
+    int go[2];
+    int status = -1;
+    int rc;
+    char c;
+    pid_t pid;
+
+    if (pipe(ready) < 0 || pipe(go) < 0)
+        return;
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        close(ready[0]);
+        close(go[1]);
+        lock_child(dir, ready[1], go[0]);
+    }
+    close(ready[1]);
+    close(go[0]);
+    CHECK(read(ready[0], &c, 1) == 1, "lock: the child holds the stage with a draft");
+    CHECK(db_int(dir, ORPHANS) > 0, "lock: the child's draft chunks are in the database");
+    rc = mfs_stage_open(dir, &REPO, "main", NULL, NULL, &s, &err);
+    snprintf(want, sizeof(want), "(pid %ld)", (long)pid);
+    CHECK(rc == -EBUSY && !s, "lock: a second process's open fails with EBUSY (rc %d)", rc);
+    CHECK(strstr(err.msg, "the staged changes of org/staged@main are held by another mount") &&
+          strstr(err.msg, want), "lock: the reason names the stage and the holder: '%s'",
+          err.msg);
+    rc = mfs_stage_open(dir, &REPO, "dev", NULL, NULL, &s, NULL);
+    CHECK(rc == 0, "lock: another revision of the repo is a stage of its own (rc %d)", rc);
+    mfs_stage_close(&s);
+    rc = mfs_stage_open(dir, &other, "main", NULL, NULL, &s, NULL);
+    CHECK(rc == 0, "lock: another repo's stage opens meanwhile (rc %d)", rc);
+    mfs_stage_close(&s);
+    c = 'g';
+    if (write(go[1], &c, 1) != 1)
+        kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    close(ready[0]);
+    close(go[1]);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "lock: the holder's draft survived the refused open and commits whole (status %d)",
+          status);
+    rc = mfs_stage_open(dir, &REPO, "main", NULL, NULL, &s, &err);
+    CHECK(rc == 0, "lock: the stage opens once its holder closed it (rc %d)", rc);
+    if (rc == 0) {
+        rc = mfs_stage_open(dir, &REPO, "main", NULL, NULL, &s2, NULL);
+        CHECK(rc == -EBUSY, "lock: a second open in the same process fails too (rc %d)", rc);
+        mfs_stage_close(&s2);
+        mfs_stage_close(&s);
+    }
+
+    /* A holder killed -9 leaves no lock behind: the kernel drops it. */
+    if (pipe(ready) < 0)
+        return;
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        close(ready[0]);
+        if (open_stage(dir, NULL, &s) < 0 || write(ready[1], "r", 1) != 1)
+            _exit(2);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    rc = read(ready[0], &c, 1) == 1 ? 0 : -1;
+    close(ready[0]);
+    CHECK(rc == 0 && mfs_stage_open(dir, &REPO, "main", NULL, NULL, &s, NULL) == -EBUSY,
+          "lock: held while the second child lives");
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    mfs_err_clear(&err);
+    rc = mfs_stage_open(dir, &REPO, "main", NULL, NULL, &s, &err);
+    CHECK(rc == 0, "lock: the stage opens after its holder was killed -9 (rc %d: %s)", rc,
+          err.msg);
+    mfs_stage_close(&s);
+}
+
 /* ---- a full disk --------------------------------------------------------------- */
 
 static void test_enospc(const char *base)
@@ -1229,6 +1346,7 @@ int main(void)
     test_two_writers(tmpdir("two", dir, sizeof(dir)));
     test_property(tmpdir("prop", dir, sizeof(dir)), &fb);
     test_crash(tmpdir("crash", dir, sizeof(dir)));
+    test_lock(tmpdir("lock", dir, sizeof(dir)));
     test_enospc(base);
     return check_done();
 }

@@ -88,9 +88,9 @@ cmp -s "$SRC/config.json" "$M/config.json" && jq -e . "$M/.modelfs/status" >/dev
 
 # ---- two mounts on one cache, remount, offline remount -------------------
 M2=$MFS_TMP/m2
-if mfs_mount test/s "$M2" 2>"$MFS_TMP/err"; then
+if mfs_mount test/s "$M2" --read-only 2>"$MFS_TMP/err"; then
     cmp -s "$M/model.safetensors" "$M2/model.safetensors" &&
-        ok "two mounts of one repo on one cache read the same bytes" || fail "two mounts differ"
+        ok "two mounts (one --read-only) of one repo on one cache read the same bytes" || fail "two mounts differ"
     mfs_umount "$M2"
 else
     fail "second mount on the same cache: $(cat "$MFS_TMP/err")"

@@ -207,3 +207,39 @@ rm "$R/config.json" 2>"$MFS_TMP/err"; grep -q "Read-only file system" "$MFS_TMP/
 grep -q '"read_only":[[:space:]]*true' "$R/.modelfs/info" && ok ".modelfs/info says read_only" ||
     fail "info read_only"
 "$MFS_BIN" umount "$R" && ok "umount of a read-only mount" || fail "umount read-only"
+
+# ---- G: one writable mount per repo, revision and cache --------------------------------------
+# "mfs_stage_open deletes data objects no committed entry refers to": a second
+# live writer of the same stage would destroy the first one's uncommitted writes.
+G1=$MFS_TMP/g1
+G2=$MFS_TMP/g2
+mfs_mount alice/base "$G1" --cache-dir "$MFS_TMP/gcache" 2>"$MFS_TMP/err" ||
+    fail "mount g1: $(cat "$MFS_TMP/err")"
+echo staged >"$G1/g1.txt"
+if mfs_mount alice/base "$G2" --cache-dir "$MFS_TMP/gcache" 2>"$MFS_TMP/err"; then
+    fail "a second writable mount of alice/base@main with the same cache succeeded"
+else
+    msg=$(cat "$MFS_TMP/err")
+    holder=$(sed -n 's/.*held by another mount (pid \([0-9]*\)).*/\1/p' "$MFS_TMP/err")
+    grep -q "the staged changes of alice/base@main are held by another mount (pid" \
+        "$MFS_TMP/err" && ok "a second writable mount fails: $msg" ||
+        fail "second writable mount: '$msg'"
+    [ -n "$holder" ] && tr '\0' ' ' <"/proc/$holder/cmdline" 2>/dev/null | grep -q "$G1" &&
+        ok "the message names the first mount's daemon (pid $holder)" ||
+        fail "pid '$holder' is not the daemon of $G1"
+    grep -q -- "--read-only" "$MFS_TMP/err" && ok "the message suggests --read-only" ||
+        fail "no --read-only hint: '$msg'"
+fi
+mfs_mount alice/base "$G2" --cache-dir "$MFS_TMP/gcache" --read-only 2>"$MFS_TMP/err" &&
+    cmp -s "$SRC/config.json" "$G2/config.json" &&
+    ok "a --read-only mount of the same repo and cache works meanwhile" ||
+    fail "--read-only beside a writable mount: $(cat "$MFS_TMP/err")"
+[ "$(cat "$G1/g1.txt" 2>/dev/null)" = staged ] && ok "the first mount's staged file is intact" ||
+    fail "g1.txt lost"
+"$MFS_BIN" umount "$G2" 2>/dev/null
+"$MFS_BIN" umount --discard "$G1" 2>/dev/null
+mfs_mount alice/base "$G2" --cache-dir "$MFS_TMP/gcache" 2>"$MFS_TMP/err" &&
+    [ "$(cat "$G2/g1.txt" 2>/dev/null)" = staged ] &&
+    ok "once the first is unmounted, a writable mount gets the stage (g1.txt kept)" ||
+    fail "writable mount after umount: $(cat "$MFS_TMP/err")"
+"$MFS_BIN" umount --discard "$G2" 2>/dev/null
