@@ -194,6 +194,13 @@ enum mfs_cpu_isa mfs_cpu_isa_set(struct mfs_be *be, enum mfs_cpu_isa isa);
 void mfs_cpu_matvec(enum mfs_cpu_isa isa, const struct mfs_tensor *w, const float *x,
                     int64_t r0, int64_t r1, float *y);
 
+/* dst[r, c] = src[c, r] for r < nr, c < nc, F32, with the given ISA: the
+ * loader's Conv1D transpose.  Strides in elements: src row c starts at
+ * src + c*src_stride, dst row r at dst + r*dst_stride.  Pure data
+ * movement, so every ISA gives the same bits.  Any thread. */
+void mfs_cpu_transpose_f32(enum mfs_cpu_isa isa, const float *src, int64_t src_stride,
+                           float *dst, int64_t dst_stride, int64_t nr, int64_t nc);
+
 /* Process-wide CPU setup, for main() before any thread starts (style.md
  * rule 4): OpenBLAS single-threaded, since our pool owns the threads.
  * Debian's OpenBLAS 0.3.21 may take a recent CPU for 'Prescott' (SSE3

@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -283,21 +284,65 @@ out_close:
     return mfs_err_set(err, -ENOMEM, "cannot start %d cpu threads", n_threads);
 }
 
+/* Every buffer starts CPU_HDR bytes after a header saying how to free it.
+ * Big buffers (weights, KV cache) are their own anonymous mapping: a
+ * fresh mapping is already zero, so they need no memset, which at load
+ * was a whole extra pass over the weights right before the read wrote
+ * them (and took every page fault itself, on the loader's one thread).
+ * No transparent huge pages: under this project's hypervisor a fresh
+ * 2 MiB page costs about 4x the faults of its 4 KiB pages (the host backs
+ * it on first touch), and decode, bound by DRAM bandwidth on both
+ * threads, measured no faster with them. */
+#define CPU_HDR 64                          /* header bytes before a buffer (keeps alignment) */
+#ifdef __SANITIZE_ADDRESS__
+#define CPU_MAP_MIN SIZE_MAX                /* ASan builds: all from malloc, with redzones */
+#else
+#define CPU_MAP_MIN ((size_t)1 << 20)       /* buffers from this size on get their own mapping */
+#endif
+
+struct cpu_hdr {
+    void *base;                             /* what to free or munmap */
+    size_t map_len;                         /* bytes mapped at base; 0: base is from malloc */
+};
+
 static int cpu_alloc(struct mfs_be *be, size_t nbytes, void **dptr)
 {
+    struct cpu_hdr *h;
     void *p;
 
     *dptr = NULL;
-    if (posix_memalign(&p, 64, nbytes ? nbytes : 64))
+    if (nbytes > SIZE_MAX - CPU_HDR - 64)
         return -ENOMEM;
-    memset(p, 0, nbytes);
-    *dptr = p;
+    if (nbytes >= CPU_MAP_MIN) {
+        p = mmap(NULL, CPU_HDR + nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
+        if (p == MAP_FAILED)
+            return -ENOMEM;
+        h = p;
+        h->map_len = CPU_HDR + nbytes;
+    } else {
+        if (posix_memalign(&p, 64, CPU_HDR + (nbytes ? nbytes : 64)))
+            return -ENOMEM;
+        memset(p, 0, CPU_HDR + nbytes);
+        h = p;
+        h->map_len = 0;
+    }
+    h->base = p;
+    *dptr = (char *)p + CPU_HDR;
     return 0;
 }
 
 static void cpu_free(struct mfs_be *be, void *dptr)
 {
-    free(dptr);
+    struct cpu_hdr *h;
+
+    if (!dptr)
+        return;
+    h = (struct cpu_hdr *)((char *)dptr - CPU_HDR);
+    if (h->map_len)
+        munmap(h->base, h->map_len);
+    else
+        free(h->base);
 }
 
 static int cpu_memcpy(struct mfs_be *be, void *dst, const void *src, size_t nbytes)

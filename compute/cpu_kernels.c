@@ -9,6 +9,7 @@
  */
 #include "compute/backend.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -269,4 +270,100 @@ void mfs_cpu_matvec(enum mfs_cpu_isa isa, const struct mfs_tensor *w, const floa
         break;
     }
     }
+}
+
+static void transpose_f32_scalar(const float *src, int64_t ss, float *dst, int64_t ds,
+                                 int64_t nr, int64_t nc)
+{
+    int64_t r;
+    int64_t c;
+
+    for (c = 0; c < nc; c++)
+        for (r = 0; r < nr; r++)
+            dst[r * ds + c] = src[c * ss + r];
+}
+
+#ifdef MFS_CPU_X86
+/* Store one 64-byte line of a transpose: streaming when aligned (nt), as
+ * each output line is written once and not read again during the load,
+ * so filling it through the cache would first read it from DRAM. */
+AVX512_TARGET static inline void store_line(float *p, __m512 v, bool nt)
+{
+    if (nt)
+        _mm512_stream_ps(p, v);
+    else
+        _mm512_storeu_ps(p, v);
+}
+
+/* One 16x16 block: dst row j, 16 floats = src column j of 16 rows.  Four
+ * rounds of shuffles: pairs of rows, 4x4 blocks within each 128-bit lane,
+ * then lanes across registers (u[4g+m] lane L holds column 4L+m of rows
+ * 4g..4g+3). */
+AVX512_TARGET static void transpose16_avx512(const float *src, int64_t ss, float *dst,
+                                             int64_t ds, bool nt)
+{
+    __m512 a[16];
+    __m512 t[16];
+    __m512 u[16];
+    int k;
+    int m;
+
+    for (k = 0; k < 16; k++)
+        a[k] = _mm512_loadu_ps(src + k * ss);
+    for (k = 0; k < 8; k++) {
+        t[2 * k] = _mm512_unpacklo_ps(a[2 * k], a[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(a[2 * k], a[2 * k + 1]);
+    }
+    for (k = 0; k < 4; k++) {
+        u[4 * k] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+        u[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+        u[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+        u[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+    }
+    for (m = 0; m < 4; m++) {
+        __m512 p = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
+        __m512 q = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+        __m512 p2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44);
+        __m512 q2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+
+        store_line(dst + m * ds, _mm512_shuffle_f32x4(p, p2, 0x88), nt);
+        store_line(dst + (4 + m) * ds, _mm512_shuffle_f32x4(p, p2, 0xDD), nt);
+        store_line(dst + (8 + m) * ds, _mm512_shuffle_f32x4(q, q2, 0x88), nt);
+        store_line(dst + (12 + m) * ds, _mm512_shuffle_f32x4(q, q2, 0xDD), nt);
+    }
+}
+
+/* Whole 16x16 blocks with AVX-512, edges scalar.  Column blocks outer:
+ * the 16 source rows of a block are read front to back as 16 streams,
+ * and the output lines go out with streaming stores when every one is
+ * 64-byte aligned (3x faster on a 9 MB Conv1D weight). */
+AVX512_TARGET static void transpose_f32_avx512(const float *src, int64_t ss, float *dst,
+                                               int64_t ds, int64_t nr, int64_t nc)
+{
+    bool nt = ((uintptr_t)dst % 64) == 0 && ds % 16 == 0;
+    int64_t r;
+    int64_t c;
+
+    for (c = 0; c + 16 <= nc; c += 16) {
+        for (r = 0; r + 16 <= nr; r += 16)
+            transpose16_avx512(src + c * ss + r, ss, dst + r * ds + c, ds, nt);
+        if (r < nr)
+            transpose_f32_scalar(src + c * ss + r, ss, dst + r * ds + c, ds, nr - r, 16);
+    }
+    if (c < nc)
+        transpose_f32_scalar(src + c * ss, ss, dst + c, ds, nr, nc - c);
+    _mm_sfence();                           /* streaming stores are visible before we return */
+}
+#endif
+
+void mfs_cpu_transpose_f32(enum mfs_cpu_isa isa, const float *src, int64_t src_stride,
+                           float *dst, int64_t dst_stride, int64_t nr, int64_t nc)
+{
+#ifdef MFS_CPU_X86
+    if (isa == MFS_CPU_AVX512) {
+        transpose_f32_avx512(src, src_stride, dst, dst_stride, nr, nc);
+        return;
+    }
+#endif
+    transpose_f32_scalar(src, src_stride, dst, dst_stride, nr, nc);
 }

@@ -63,6 +63,8 @@ struct mfs_model {
     unsigned dtype_seen;                    /* bit per mfs_be_dtype held */
 };
 
+struct mfs_model_load_pool;
+
 /* Reads tensors of one checkpoint into backend memory. */
 struct mfs_model_loader {
     struct mfs_model *m;
@@ -74,6 +76,7 @@ struct mfs_model_loader {
     void *stage;                            /* host: converted chunk before upload */
     size_t stage_cap;
     const char *prefix;                     /* prepended to names ("bert."), or "" */
+    struct mfs_model_load_pool *pool;       /* helper threads for big tensors, or NULL */
 };
 
 enum mfs_load_flags {

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -585,6 +586,57 @@ static void check_conversions(void)
     cJSON_Delete(j);
 }
 
+/* The loader's Conv1D transpose: every ISA moves exactly the same bits
+ * as the definition dst[r][c] = src[c][r], on whole 16x16 blocks, ragged
+ * edges and strides wider than the block (a column range of a tensor). */
+static void check_transpose(void)
+{
+    static const int64_t shapes[][4] = {
+        /* nr, nc, src_stride, dst_stride */
+        { 16, 16, 16, 16 },   { 1, 1, 1, 1 },       { 37, 53, 40, 60 },
+        { 64, 48, 768, 48 },  { 17, 15, 17, 15 },   { 0, 5, 1, 5 },
+        { 96, 33, 2304, 777 }, { 48, 64, 3072, 768 },
+    };
+    enum mfs_cpu_isa best = mfs_cpu_isa_best();
+    int isa;
+    size_t k;
+
+    for (k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+        int64_t nr = shapes[k][0];
+        int64_t nc = shapes[k][1];
+        int64_t ss = shapes[k][2];
+        int64_t ds = shapes[k][3];
+        float *src = malloc((size_t)(nc * ss + 1) * sizeof(float));
+        /* 64-byte aligned, so strides of 16 take the streaming-store path */
+        float *dst = aligned_alloc(64, ((size_t)(nr * ds + 1) * sizeof(float) + 63) / 64 * 64);
+        int64_t i;
+
+        for (i = 0; i < nc * ss; i++)
+            src[i] = frand();
+        for (isa = MFS_CPU_SCALAR; isa <= (int)best; isa++) {
+            bool same = true;
+            int64_t r;
+            int64_t c;
+
+            for (i = 0; i < nr * ds; i++)
+                dst[i] = -1.0f;
+            mfs_cpu_transpose_f32((enum mfs_cpu_isa)isa, src, ss, dst, ds, nr, nc);
+            for (r = 0; r < nr; r++)
+                for (c = 0; c < ds; c++) {
+                    float want = c < nc ? src[c * ss + r] : -1.0f;
+
+                    if (memcmp(&dst[r * ds + c], &want, sizeof(want)))
+                        same = false;
+                }
+            CHECK(same, "transpose %s [%lld x %lld] strides %lld/%lld: exact, nothing else "
+                  "written", isa_name((enum mfs_cpu_isa)isa), (long long)nr, (long long)nc,
+                  (long long)ss, (long long)ds);
+        }
+        free(src);
+        free(dst);
+    }
+}
+
 int main(void)
 {
     struct mfs_err err = MFS_ERR_INIT;
@@ -593,6 +645,7 @@ int main(void)
 
     check_conversions();
     check_matvec();
+    check_transpose();
     check_linear();
     rc = mfs_be_open("cpu", 2, &be, &err);
     CHECK(rc == 0, "open cpu backend (%s)", err.msg);

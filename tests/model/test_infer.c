@@ -15,7 +15,9 @@
 #include <pthread.h>
 
 #include "model/gen_request.h"
+#include "model/model_int.h"
 #include "model/tokenizer.h"
+#include "tools/cli.h"
 #include "test_infer_io.h"
 
 #define TOL 1e-4                            /* README: F32 logits and hidden states */
@@ -750,6 +752,124 @@ out_free:
     cJSON_Delete(gold);
 }
 
+/* Bytes of tensor name of the checkpoint in r, malloc'ed, or NULL. */
+static void *ckpt_bytes(struct ti_repo *r, const char *name)
+{
+    struct mfs_err err = MFS_ERR_INIT;
+    struct mfs_ckpt *ck = NULL;
+    const struct mfs_ckpt_tensor *t;
+    void *buf = NULL;
+
+    if (mfs_ckpt_open(r->files, r->n, NULL, &r->io, &ck, &err) < 0)
+        return NULL;
+    t = mfs_ckpt_find(ck, name);
+    if (t)
+        buf = malloc((size_t)t->nbytes);
+    if (buf && ti_read(r, t->file, t->offset, (size_t)t->nbytes, buf, &err) !=
+        (ssize_t)t->nbytes) {
+        free(buf);
+        buf = NULL;
+    }
+    mfs_ckpt_free(&ck);
+    return buf;
+}
+
+/* The loader cuts tensors over 4 MiB into pieces read (and Conv1D ones
+ * transposed) by several threads.  A synthetic GPT-2 whose wte (direct
+ * read) and mlp.c_proj (transposed) span two pieces each must load to
+ * exactly the checkpoint's values, with 1 and with 2 threads. */
+static void check_parallel_load(void)
+{
+    static const char cfg[] =
+        "{\"architectures\":[\"GPT2LMHeadModel\"],\"model_type\":\"gpt2\",\"n_embd\":128,"
+        "\"n_layer\":2,\"n_head\":4,\"vocab_size\":9000,\"n_positions\":64,\"n_inner\":9000,"
+        "\"activation_function\":\"gelu_new\",\"layer_norm_epsilon\":1e-5}";
+    const char *tmp = getenv("MFS_TMP") ? getenv("MFS_TMP") : "/tmp";
+    const char *opts[] = { "threads=1", "threads=2" };
+    char dir[1024];
+    char cpath[1100];
+    char *argv[] = { "synth", "--config", cpath, "--out", dir, NULL };
+    struct ti_repo *r = calloc(1, sizeof(*r));
+    float *wte = NULL;
+    float *proj = NULL;
+    float *attn = NULL;
+    FILE *f;
+    int out_fd;
+    int rc = -1;
+    size_t k;
+
+    snprintf(dir, sizeof(dir), "%s/parallel-gpt2", tmp);
+    snprintf(cpath, sizeof(cpath), "%s/parallel-gpt2.json", tmp);
+    f = fopen(cpath, "w");
+    if (f) {
+        fputs(cfg, f);
+        fclose(f);
+        /* synth prints a summary: keep it out of the test protocol */
+        fflush(stdout);
+        out_fd = dup(1);
+        if (out_fd >= 0 && freopen("/dev/null", "w", stdout)) {
+            rc = mfs_cli_synth(5, argv);
+            fflush(stdout);
+            dup2(out_fd, 1);
+            close(out_fd);
+        }
+    }
+    CHECK(rc == 0 && r && ti_repo_open_dir(r, dir) == 0, "synthetic GPT-2 with 4.6 MB tensors");
+    if (rc != 0 || !r)
+        goto out_free;
+    wte = ckpt_bytes(r, "transformer.wte.weight");
+    proj = ckpt_bytes(r, "transformer.h.1.mlp.c_proj.weight");
+    attn = ckpt_bytes(r, "transformer.h.1.attn.c_attn.weight");
+    if (!wte)
+        wte = ckpt_bytes(r, "wte.weight");
+    if (!proj)
+        proj = ckpt_bytes(r, "h.1.mlp.c_proj.weight");
+    if (!attn)
+        attn = ckpt_bytes(r, "h.1.attn.c_attn.weight");
+    CHECK(wte && proj && attn, "read wte, mlp.c_proj and c_attn from the checkpoint");
+    for (k = 0; wte && proj && attn && k < 2; k++) {
+        struct mfs_err err = MFS_ERR_INIT;
+        struct mfs_model *m = NULL;
+        const struct mfs_layer *L;
+        bool same_wte = true;
+        bool same_proj = true;
+        bool same_k = true;
+        int64_t i;
+        int64_t j;
+
+        rc = ti_load(dir, opts[k], &m, &err);
+        CHECK(rc == 0, "load it with %s (%s)", opts[k], err.msg);
+        if (rc < 0)
+            continue;
+        L = &m->layers[1];
+        /* wte [9000, 128] as stored */
+        same_wte = !memcmp(m->tok_emb.data, wte, (size_t)9000 * 128 * 4);
+        /* Conv1D c_proj [9000, 128] in the checkpoint -> w_down [128, 9000] */
+        for (i = 0; i < 128 && same_proj; i++)
+            for (j = 0; j < 9000; j++)
+                if (memcmp((const float *)L->w_down.data + i * 9000 + j, proj + j * 128 + i, 4)) {
+                    same_proj = false;
+                    break;
+                }
+        /* c_attn [128, 384]: wk is columns [128, 256), transposed */
+        for (i = 0; i < 128 && same_k; i++)
+            for (j = 0; j < 128; j++)
+                if (memcmp((const float *)L->wk.data + i * 128 + j, attn + j * 384 + 128 + i,
+                           4)) {
+                    same_k = false;
+                    break;
+                }
+        CHECK(same_wte && same_proj && same_k, "%s: wte, w_down and wk hold the checkpoint's "
+              "values exactly (wte %d, w_down %d, wk %d)", opts[k], same_wte, same_proj, same_k);
+        mfs_model_free(&m);
+    }
+out_free:
+    free(wte);
+    free(proj);
+    free(attn);
+    free(r);
+}
+
 int main(void)
 {
     size_t i;
@@ -762,6 +882,7 @@ int main(void)
     check_unsupported();
     check_bad_inputs();
     check_threads();
+    check_parallel_load();
     check_concurrent();
     check_sampling_and_stops();
     check_text_roundtrip("stories260K-hf", 1, " there");
