@@ -7,7 +7,8 @@
  *           rest comes from the settings.  The write returns once the push
  *           is done, so `echo > push && cat push` reads its result.  A
  *           failed push fails the write with EIO (EROFS on a mount that
- *           does not push); the reason is the reply ("error: REASON") and a
+ *           does not push, EBUSY while a file is still open with writes not
+ *           yet closed); the reason is the reply ("error: REASON") and a
  *           line in .modelfs/log, and the staged changes stay.  A read with
  *           no conversation shows the JSON of the mount's last push.
  *   config  a write is `key=value` pairs separated by blanks or newlines;
@@ -68,8 +69,9 @@ static int push_request(struct mfs_view *view, void *state, const char *req, siz
     if (rc < 0) {
         /* A push that failed is an I/O error to the writer whatever the
          * cause (docs/design.md: "the push fails with a clear error");
-         * the reason keeps the cause. */
-        if (rc != -EROFS && rc != -ENOMEM)
+         * the reason keeps the cause.  EBUSY (a file still being written)
+         * stays: nothing was tried, and retrying later is the remedy. */
+        if (rc != -EROFS && rc != -ENOMEM && rc != -EBUSY)
             rc = -EIO;
         if (err)
             err->code = rc;

@@ -299,6 +299,10 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
     (void)fi;
     if (mfs_view_writable(view) && mfs_view_pusher(view))
         rc = mfs_view_push(view, NULL, NULL, &err);
+    /* As fsync: a push that failed is EIO to sync(1) (ESTALE would read
+     * "Stale file handle"); EBUSY, a file still being written, stays. */
+    if (rc < 0 && rc != -EROFS && rc != -ENOMEM && rc != -EBUSY && rc != -ENOSPC)
+        rc = -EIO;
     fuse_reply_err(req, -rc);
 }
 
@@ -618,18 +622,28 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
     refuse(req, "link", newparent, newname);
 }
 
+/* The Hub keeps no attributes.  ENOTSUP, not EPERM: it is what a file
+ * system without xattrs answers, so cp -a, sed -i and rsync -X skip the
+ * copy of ACLs quietly (gnulib's qcopy_acl falls back to chmod on ENOTSUP
+ * and fails on anything else).  No log line: every cp -a would leave one. */
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                         size_t size, int flags)
 {
     (void)value;
     (void)size;
     (void)flags;
-    refuse(req, "setxattr", ino, name);
+    if (mfs_view_writable(fuse_req_userdata(req)))
+        fuse_reply_err(req, ENOTSUP);
+    else
+        refuse(req, "setxattr", ino, name);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    refuse(req, "removexattr", ino, name);
+    if (mfs_view_writable(fuse_req_userdata(req)))
+        fuse_reply_err(req, ENOTSUP);
+    else
+        refuse(req, "removexattr", ino, name);
 }
 
 static const struct fuse_lowlevel_ops mfs_fuse_ops = {

@@ -244,13 +244,15 @@ void mfs_view_settings_get(struct mfs_view *view, struct mfs_view_settings *s);
 int mfs_view_settings_set(struct mfs_view *view, const struct mfs_view_settings *s,
                           struct mfs_err *err);
 
-/* Commit what open writers hold, reshard what needs it, push the stage as
- * one Hub commit (fs/push.h) and show the new commit (with create_pr: the
- * pull request's commit).  One at a time; writes go on meanwhile and stay
- * staged for the next push.  opts NULL = from the settings.  OUT: *res
- * (may be NULL; release with mfs_push_result_release).  -EROFS (read-only
- * or no push configured), errors of mfs_push_run (-ESTALE: the branch
- * moved; -EIO; -EACCES); the reason also goes to .modelfs/log. */
+/* Reshard what needs it, push the stage as one Hub commit (fs/push.h) and
+ * show the new commit; with create_pr the mount stays on its branch's
+ * commit and shows it without what went into the pull request.  One at a
+ * time; opts NULL = from the settings.  OUT: *res (may be NULL; release
+ * with mfs_push_result_release).  -EBUSY: a file is open with writes not
+ * yet closed (nothing is pushed, so no half-written file is published; the
+ * reason names it).  -EROFS (read-only or no push configured), errors of
+ * mfs_push_run (-ESTALE: the branch moved; -EIO; -EACCES); the reason also
+ * goes to .modelfs/log. */
 int mfs_view_push(struct mfs_view *view, const struct mfs_push_opts *opts,
                   struct mfs_push_result *res, struct mfs_err *err);
 
@@ -302,7 +304,9 @@ int mfs_view_chmod(struct mfs_view *view, uint64_t ino, uint32_t mode, struct mf
 int mfs_view_flush(struct mfs_view *view, uint64_t ino, uint64_t fh, struct mfs_err *err);
 
 /* fsync(2) of fh: commit what it wrote, then push (mfs_view_push) when a
- * push is configured.  Errors of the commit and of the push. */
+ * push is configured, unless another file still has writes not yet closed
+ * (then 0: the push waits for the next trigger, and a log line says so).
+ * A failed push is -EIO (-EROFS, -ENOMEM, -ENOSPC pass through). */
 int mfs_view_fsync(struct mfs_view *view, uint64_t ino, uint64_t fh, struct mfs_err *err);
 
 /* Borrowed; NULL on a read-only mount / when no push is configured. */

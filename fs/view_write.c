@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "cache/stage.h"
 #include "fs/push.h"
@@ -619,16 +620,32 @@ int mfs_view_flush(struct mfs_view *view, uint64_t ino, uint64_t fh, struct mfs_
     return rc;
 }
 
+static bool dirty_writer(struct mfs_view *view, char *buf, size_t size);
+
 int mfs_view_fsync(struct mfs_view *view, uint64_t ino, uint64_t fh, struct mfs_err *err)
 {
     struct view_handle *h = (struct view_handle *)(uintptr_t)fh;
+    char busy[PATH_MAXLEN];
     int rc;
 
     if (!h || !h->wn)
         return 0;
     rc = mfs_view_flush(view, ino, fh, err);
-    if (rc == 0 && view->push)
-        rc = mfs_view_push(view, NULL, NULL, err);
+    if (rc < 0 || !view->push)
+        return rc;
+    /* This file is durable now.  Another one still being written would
+     * fail the push (EBUSY), which no program expects of fsync: the push
+     * waits for the next sync, fsync or umount instead. */
+    if (dirty_writer(view, busy, sizeof(busy))) {
+        mfs_view_logf(view, "fsync: push deferred: '%s' is open for writing", busy);
+        return 0;
+    }
+    rc = mfs_view_push(view, NULL, NULL, err);
+    /* fsync(2) knows EIO for "not written out"; ESTALE (the branch moved)
+     * would read "Stale file handle", as if the file were gone.  The
+     * reason, in .modelfs/log, keeps the cause. */
+    if (rc < 0 && rc != -EROFS && rc != -ENOMEM && rc != -ENOSPC)
+        rc = -EIO;
     return rc;
 }
 
@@ -776,6 +793,64 @@ static int dir_check(struct mfs_view *view, uint64_t dir, const char *op, const 
     return 0;
 }
 
+/* Whether name, made in folder dir_path, is a path the Hub takes: the
+ * hub refuses control characters, backslashes (a folder separator to
+ * Windows clients), bytes that are not UTF-8, a ".git" component and paths
+ * of HUB_PATH_MAX bytes or more (docs/hub-api.md section 2; hub/upload.c
+ * and tools/hubd check the same).  Refused here, at once, rather than
+ * staged and then failing every push until the file is renamed. */
+#define HUB_PATH_MAX 1024                   /* bytes of a repo path, as hub/upload.c */
+static int name_check(const char *dir_path, const char *name, const char *op,
+                      struct mfs_err *err)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)name;
+    utf8proc_ssize_t left = (utf8proc_ssize_t)strlen(name);
+    size_t dlen = strlen(dir_path);
+
+    if (!strcmp(name, ".git"))
+        return mfs_err_set(err, -EINVAL, "cannot %s '%s': the Hub refuses a '.git' folder "
+                           "or file", op, name);
+    while (left > 0) {
+        utf8proc_int32_t cp = -1;
+        utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
+
+        if (n <= 0 || cp < 0)
+            return mfs_err_set(err, -EINVAL, "cannot %s '%s': the name is not UTF-8, which "
+                               "the Hub requires", op, name);
+        if (cp < 0x20 || cp == 0x7f || cp == '\\')
+            return mfs_err_set(err, -EINVAL, "cannot %s '%s': the Hub refuses control "
+                               "characters and backslashes in names", op, name);
+        p += n;
+        left -= n;
+    }
+    if ((dlen ? dlen + 1 : 0) + strlen(name) >= HUB_PATH_MAX)
+        return mfs_err_set(err, -ENAMETOOLONG, "cannot %s '%s': the Hub takes paths of at "
+                           "most %d bytes", op, name, HUB_PATH_MAX - 1);
+    return 0;
+}
+
+/* name_check for what a folder's rename moves: no path below s may reach
+ * HUB_PATH_MAX bytes once s's path is new_path.  Tree lock held. */
+static int subtree_len_check(struct mfs_view *view, const struct node *s, const char *new_path,
+                             struct mfs_err *err)
+{
+    size_t old_len = strlen(s->path);
+    size_t new_len = strlen(new_path);
+    size_t i;
+
+    for (i = 0; new_len > old_len && i < view->n_nodes; i++) {
+        const struct node *nd = view->nodes[i];
+
+        if (!nd->parent || strncmp(nd->path, s->path, old_len) || nd->path[old_len] != '/')
+            continue;
+        if (strlen(nd->path) - old_len + new_len >= HUB_PATH_MAX)
+            return mfs_err_set(err, -ENAMETOOLONG, "cannot rename '%s' to '%s': '%s' would "
+                               "have a path longer than the Hub's %d bytes", s->path, new_path,
+                               nd->path + old_len + 1, HUB_PATH_MAX - 1);
+    }
+    return 0;
+}
+
 int mfs_view_create(struct mfs_view *view, uint64_t parent, const char *name, uint32_t mode,
                     int flags, pid_t pid, struct mfs_view_attr *attr, uint64_t *fh,
                     unsigned *open_flags, struct mfs_err *err)
@@ -803,6 +878,9 @@ int mfs_view_create(struct mfs_view *view, uint64_t parent, const char *name, ui
             rc = mfs_view_lookup(view, parent, name, attr, err);
         return rc;
     }
+    rc = name_check(view->nodes[parent - 1]->path, name, "create", err);
+    if (rc < 0)
+        goto out_unlock;
     path = mfs_view_join(view->nodes[parent - 1]->path, name);
     h = calloc(1, sizeof(*h));
     wn = wnode_new();
@@ -863,6 +941,9 @@ int mfs_view_mkdir(struct mfs_view *view, uint64_t parent, const char *name, uin
         rc = mfs_err_set(err, -EEXIST, "cannot mkdir '%s': it exists", name);
         goto out_unlock;
     }
+    rc = name_check(view->nodes[parent - 1]->path, name, "mkdir", err);
+    if (rc < 0)
+        goto out_unlock;
     path = mfs_view_join(view->nodes[parent - 1]->path, name);
     if (!path) {
         rc = mfs_err_set(err, -ENOMEM, "cannot mkdir '%s': out of memory", name);
@@ -1158,6 +1239,11 @@ int mfs_view_rename(struct mfs_view *view, uint64_t parent, const char *name,
     dst = mfs_view_child_find(view, newparent, newname);
     if (dst == src)
         goto out_unlock;
+    if (!dst) {
+        rc = name_check(view->nodes[newparent - 1]->path, newname, "rename", err);
+        if (rc < 0)
+            goto out_unlock;
+    }
     if (dst) {
         struct node *d = view->nodes[dst - 1];
 
@@ -1190,6 +1276,11 @@ int mfs_view_rename(struct mfs_view *view, uint64_t parent, const char *name,
     if (!new_path) {
         rc = mfs_err_set(err, -ENOMEM, "cannot rename '%s': out of memory", s->path);
         goto out_unlock;
+    }
+    if (s->kind == NODE_DIR) {
+        rc = subtree_len_check(view, s, new_path, err);
+        if (rc < 0)
+            goto out_unlock;
     }
     ckpt = mfs_view_is_ckpt_path(s->path) || mfs_view_is_ckpt_path(new_path);
     rc = rename_locked(view, src, newparent, new_path, dst, err);
@@ -1295,6 +1386,32 @@ static int commit_writers(struct mfs_view *view, struct mfs_err *err)
     free(inos);
     free(sizes);
     return rc;
+}
+
+/* Whether some file has writes not yet committed (open, written, neither
+ * closed nor fsync'ed); its path goes into buf.  A push must not publish
+ * such a file: what is committed of it is the state before a copy that is
+ * still running, so the Hub would get a truncated or stale file. */
+static bool dirty_writer(struct mfs_view *view, char *buf, size_t size)
+{
+    bool found = false;
+    size_t i;
+
+    rdlock(view);
+    for (i = 0; !found && i < view->n_nodes; i++) {
+        struct node *nd = view->nodes[i];
+        struct wnode *wn = nd->wn;
+
+        if (nd->kind != NODE_FILE || !wn || wn->tensor)
+            continue;
+        pthread_mutex_lock(&wn->mu);
+        found = wn->w && wn->dirty && !wn->orphan;
+        pthread_mutex_unlock(&wn->mu);
+        if (found)
+            snprintf(buf, size, "%s", nd->path);
+    }
+    unlock(view);
+    return found;
 }
 
 /* Reshard the merged tree's checkpoints (fs/reshard.h); when something was
@@ -1451,6 +1568,7 @@ int mfs_view_push(struct mfs_view *view, const struct mfs_push_opts *opts,
     struct mfs_view_settings s;
     struct mfs_push_result r;
     struct mfs_push_opts o;
+    char busy[PATH_MAXLEN];
     int rc;
 
     if (res)
@@ -1468,8 +1586,12 @@ int mfs_view_push(struct mfs_view *view, const struct mfs_push_opts *opts,
     memset(&r, 0, sizeof(r));
     pthread_mutex_lock(&view->push_mu);
     mfs_view_settings_get(view, &s);
-    rc = commit_writers(view, err);
-    if (rc == 0)
+    /* Open files are not committed for the push: a file still being
+     * written fails it, explicitly, rather than going out half written. */
+    if (dirty_writer(view, busy, sizeof(busy)))
+        rc = mfs_err_set(err, -EBUSY, "cannot push: '%s' is open for writing; push once it "
+                         "is closed", busy);
+    else
         rc = reshard(view, s.max_shard_size, false, err);
     if (rc < 0)
         goto out_log;
@@ -1483,8 +1605,16 @@ int mfs_view_push(struct mfs_view *view, const struct mfs_push_opts *opts,
     rc = mfs_push_run(view->push, view->commit, view->entries, view->n_entries, &o, &r, err);
     if (rc < 0)
         goto out_log;
-    if (r.entries)
+    /* A pull request leaves the branch where it was: the mount stays on
+     * the branch's commit (the next push's parent) and shows it without
+     * what went into the PR, which the push cleared from the stage. */
+    if (r.entries && !r.pr_ref[0]) {
         rc = rebase(view, &r, err);
+    } else if (r.committed) {
+        rc = mfs_view_sync_tree(view, err);
+        if (rc == 0)
+            rc = mfs_view_tensors_rebuild(view, err);
+    }
     if (rc < 0)
         goto out_log;
     if (r.committed)

@@ -124,7 +124,7 @@ static void mount_usage(FILE *f)
           "MOUNTPOINT must be an existing empty folder.\n"
           "Writes are staged in the cache at once and pushed as one commit by sync MOUNT,\n"
           "fsync, a write to MOUNT/.modelfs/push, modelfs push and modelfs umount.\n"
-          "usage: modelfs umount [--discard] MOUNTPOINT   (--discard: do not push first)\n", f);
+          "usage: modelfs umount MOUNTPOINT\n", f);
 }
 
 static void opts_release(struct mount_opts *o)
@@ -1252,8 +1252,9 @@ static long pending_changes(const char *mnt)
 
 /* Push what mnt has staged before it goes: a write to MOUNT/.modelfs/push
  * (the daemon answers once the commit is made or has failed).  Returns 0
- * when it pushed or there is nothing to push (a read-only mount), else -1
- * with the reason printed. */
+ * when it pushed or there is nothing to push (a read-only mount), -EBUSY
+ * when a file is still open with writes not yet closed (the push refused
+ * to send it half written), else -1; the reason is printed. */
 static int push_before_umount(const char *mnt)
 {
     char value[8];
@@ -1261,6 +1262,7 @@ static int push_before_umount(const char *mnt)
     char reply[2048];
     ssize_t n = probe_xattr(mnt, "user.modelfs.writable", value, sizeof(value));
     ssize_t got = 0;
+    bool busy;
     int fd;
 
     if (n != 1 || value[0] != '1')
@@ -1276,6 +1278,7 @@ static int push_before_umount(const char *mnt)
         return 0;
     }
     n = errno;
+    busy = n == EBUSY;
     /* The reply on the same handle says why. */
     while (got < (ssize_t)sizeof(reply) - 1) {
         ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - (size_t)got);
@@ -1287,14 +1290,20 @@ static int push_before_umount(const char *mnt)
     close(fd);
     reply[got] = '\0';
     reply[strcspn(reply, "\n")] = '\0';
+    /* The control file's reply reads "error: REASON"; the line says it. */
+    if (busy) {
+        fprintf(stderr, "modelfs: cannot unmount '%s': target is busy: %s\n", mnt,
+                reply[0] ? reply + (strncmp(reply, "error: ", 7) ? 0 : 7) : strerror(EBUSY));
+        return -EBUSY;
+    }
     fprintf(stderr, "modelfs: cannot push '%s' before unmounting (the changes stay staged "
-            "for the next mount): %s\n", mnt, reply[0] ? reply : strerror((int)n));
+            "for the next mount): %s\n", mnt,
+            reply[0] ? reply + (strncmp(reply, "error: ", 7) ? 0 : 7) : strerror((int)n));
     return -1;
 }
 
 int mfs_cli_umount(int argc, char **argv)
 {
-    bool discard = false;
     bool push_failed = false;
     const char *arg = NULL;
     char mnt[PATH_MAX];
@@ -1306,21 +1315,22 @@ int mfs_cli_umount(int argc, char **argv)
 
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            mount_usage(stdout);
+            fputs("usage: modelfs umount MOUNTPOINT\n"
+                  "Pushes what the mount has staged (as modelfs push), then unmounts.  If the\n"
+                  "push fails, the mount still goes, the reason is printed, the exit status is\n"
+                  "1 and the changes stay staged in the cache for the next mount.  While a file\n"
+                  "is still being written (a cp running) it refuses, as umount does: busy.\n",
+                  stdout);
             return 0;
         }
-        if (!strcmp(argv[i], "--discard")) {
-            discard = true;
-            continue;
-        }
         if (argv[i][0] == '-' || arg) {
-            fprintf(stderr, "modelfs: usage: modelfs umount [--discard] MOUNTPOINT\n");
+            fprintf(stderr, "modelfs: usage: modelfs umount MOUNTPOINT\n");
             return 2;
         }
         arg = argv[i];
     }
     if (!arg) {
-        fprintf(stderr, "modelfs: usage: modelfs umount [--discard] MOUNTPOINT\n");
+        fprintf(stderr, "modelfs: usage: modelfs umount MOUNTPOINT\n");
         return 2;
     }
     /* realpath would stat through a dead mount (ENOTCONN); a plain
@@ -1349,8 +1359,15 @@ int mfs_cli_umount(int argc, char **argv)
                 arg, fstype[0] ? fstype : "unknown type");
         return 1;
     }
-    if (!discard && push_before_umount(mnt) < 0)
-        push_failed = true;
+    {
+        int prc = push_before_umount(mnt);
+
+        /* As umount(8) on a busy file system: stopping the daemon now
+         * would cut the writer off and lose what it has not closed. */
+        if (prc == -EBUSY)
+            return 1;
+        push_failed = prc < 0;
+    }
     n = probe_xattr(mnt, "user.modelfs.pid", pidbuf, sizeof(pidbuf));
     if (n > 0) {
         char *end;

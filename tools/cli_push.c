@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -294,8 +295,18 @@ int mfs_cli_push(int argc, char **argv)
     snprintf(cfg_path, sizeof(cfg_path), "%s/.modelfs/config", mnt);
     snprintf(status_path, sizeof(status_path), "%s/.modelfs/status", mnt);
     if (access(push_path, W_OK) != 0) {
-        fprintf(stderr, "modelfs: cannot push '%s': not a modelfs mount that pushes (%s)\n",
-                mnt, strerror(errno));
+        int e = errno;
+        struct stat st;
+
+        /* ENOENT says nothing useful when mnt is a folder: name the cause. */
+        if (e == ENOENT && stat(mnt, &st) == 0)
+            fprintf(stderr, "modelfs: cannot push '%s': not the mountpoint of a modelfs "
+                    "mount (give the folder that was mounted)\n", mnt);
+        else if (e == EACCES || e == EROFS)
+            fprintf(stderr, "modelfs: cannot push '%s': the mount does not push (read-only "
+                    "or offline)\n", mnt);
+        else
+            fprintf(stderr, "modelfs: cannot push '%s': %s\n", mnt, strerror(e));
         return 1;
     }
 

@@ -15,7 +15,7 @@
 static void usage(FILE *f)
 {
     fputs("usage: modelfs mount [options] REPO_ID MOUNTPOINT\n"
-          "       modelfs umount [--discard] MOUNTPOINT\n"
+          "       modelfs umount MOUNTPOINT\n"
           "       modelfs push MOUNTPOINT [-m MESSAGE] [--create-pr]\n"
           "       modelfs run MOUNTPOINT \"prompt\" [--max-new-tokens N] ...\n"
           "       modelfs hub serve --root DIR [--host H] [--port N] [--token-file F]\n"

@@ -75,11 +75,11 @@ rm "$M/sub/deeper/f" && rmdir "$M/sub/deeper" "$M/sub" && [ ! -e "$M/sub" ] &&
     ok "rm + rmdir" || fail "rm + rmdir"
 echo "y" >"$M/.modelfs/mine" 2>/dev/null && fail "created a file in .modelfs/" ||
     ok "creating a file in .modelfs/ fails"
-"$MFS_BIN" umount --discard "$M"
+"$MFS_BIN" umount "$M"
 mfs_mount alice/fresh "$M" 2>"$MFS_TMP/err" || fail "remount: $(cat "$MFS_TMP/err")"
 same_files "$SRC" "$M" && [ "$(stat -c %s "$M/new.txt")" = 15 ] &&
     ok "after a remount the staged files are there, unpushed" || fail "remount lost files"
-"$MFS_BIN" umount --discard "$M"
+"$MFS_BIN" umount "$M"
 
 # ---- B: rename and delete of repo files ----------------------------------------------------
 B=$MFS_TMP/b
@@ -100,7 +100,7 @@ mkdir "$B/dir" && mv "$B/SOURCE.md" "$B/dir/" && mv "$B/dir" "$B/dir2" &&
     cmp -s "$SRC/SOURCE.md" "$B/dir2/SOURCE.md" &&
     ok "a repo file moved into a folder, the folder renamed" ||
     fail "folder rename"
-"$MFS_BIN" umount --discard "$B"
+"$MFS_BIN" umount "$B"
 mfs_mount alice/base "$B" 2>"$MFS_TMP/err" || fail "remount alice/base"
 [ ! -e "$B/tokenizer.json" ] && [ ! -e "$B/generation_config.json" ] && [ ! -e "$B/SOURCE.md" ] &&
     cmp -s "$SRC/tokenizer.json" "$B/tok.json" && cmp -s "$SRC/SOURCE.md" "$B/dir2/SOURCE.md" &&
@@ -130,7 +130,7 @@ grep -q "tensor is written whole" "$B/.modelfs/log" && ok ".modelfs/log says why
     fail "no log line for the refused tensor write"
 touch "$B/tensors/new" 2>/dev/null && fail "created a file in tensors/" ||
     ok "creating a file in tensors/ fails"
-"$MFS_BIN" umount --discard "$B"
+"$MFS_BIN" umount "$B"
 
 # ---- D: kill -9 during a cp -----------------------------------------------------------------
 K=$MFS_TMP/k
@@ -170,7 +170,7 @@ if [ ! -e "$K/big" ] || [ "$(stat -c %s "$K/big")" = 0 ]; then
 else
     fail "half-written file has $(stat -c %s "$K/big") bytes"
 fi
-"$MFS_BIN" umount --discard "$K"
+"$MFS_BIN" umount "$K"
 
 # ---- E: ENOSPC on a small cache ----------------------------------------------------------------
 mkdir -p "$SMALL"
@@ -190,7 +190,7 @@ if mount -t tmpfs -o size=6m tmpfs "$SMALL" 2>/dev/null; then
     grep -q "huge" "$S/.modelfs/log" && ok ".modelfs/log names the failed file" ||
         fail "no log line for ENOSPC"
     rm -f "$S/huge"
-    "$MFS_BIN" umount --discard "$S"
+    "$MFS_BIN" umount "$S"
     umount -l "$SMALL"
 else
     ok "# SKIP ENOSPC: cannot mount a tmpfs here"
@@ -237,9 +237,9 @@ mfs_mount alice/base "$G2" --cache-dir "$MFS_TMP/gcache" --read-only 2>"$MFS_TMP
 [ "$(cat "$G1/g1.txt" 2>/dev/null)" = staged ] && ok "the first mount's staged file is intact" ||
     fail "g1.txt lost"
 "$MFS_BIN" umount "$G2" 2>/dev/null
-"$MFS_BIN" umount --discard "$G1" 2>/dev/null
+"$MFS_BIN" umount "$G1" 2>/dev/null
 mfs_mount alice/base "$G2" --cache-dir "$MFS_TMP/gcache" 2>"$MFS_TMP/err" &&
     [ "$(cat "$G2/g1.txt" 2>/dev/null)" = staged ] &&
     ok "once the first is unmounted, a writable mount gets the stage (g1.txt kept)" ||
     fail "writable mount after umount: $(cat "$MFS_TMP/err")"
-"$MFS_BIN" umount --discard "$G2" 2>/dev/null
+"$MFS_BIN" umount "$G2" 2>/dev/null
