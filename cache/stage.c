@@ -19,7 +19,10 @@
  * table names the object (each entry once) and changes in the transaction
  * that changes the entries, so it stays exact across kill -9.  An object
  * with refs 0 that no open writer holds is garbage: deleted after commits,
- * at writer close, and at open (the drafts of a killed process).
+ * at writer close, at open (the drafts of a killed process), and after
+ * mfs_stage_clear_upto() by the checkpoint thread, in small transactions
+ * (stage_gc_run).  stage_entries.sha256 is the content's sha256 when the
+ * writer saw every byte in order (cache/stage.h "Hashes"), else NULL.
  *
  * Piece tables (which bytes of a file come from which source) and their
  * encoding in stage_entries.extents live in cache/stage_pt.c.
@@ -52,6 +55,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +72,11 @@
 #define STAGE_MAX_BUFFERED (64u << 20)      /* buffered chunk bytes that force a flush */
 #define STAGE_CKPT_PAGES 1024               /* WAL pages (64 KiB) that wake the checkpointer */
 #define STAGE_CKPT_BUSY_MS 100              /* the checkpointer's wait for readers, at most */
+#define STAGE_GC_ROWS 64                    /* chunk rows (16 MiB) per lazy GC transaction */
+#define STAGE_GC_DELAY_MS 1000              /* lazy GC starts this long after a clear */
+#define STAGE_GC_REST_MS 20                 /* and rests at least this long between steps */
+#define STAGE_GC_IDLE_MS 250                /* it waits for writers quiet this long, */
+#define STAGE_GC_WAIT_MS 10000              /*   but not longer than this in all */
 
 enum stage_stmt {
     ST_BEGIN,
@@ -90,6 +99,7 @@ enum stage_stmt {
     ST_CHUNK_PUT,
     ST_CHUNK_GET,
     ST_CHUNK_DEL,
+    ST_CHUNK_DEL_SOME,
     ST_COUNT
 };
 
@@ -103,12 +113,13 @@ static const char *const stage_sql[ST_COUNT] = {
                      "revision, generation) VALUES(?1, ?2, ?3, ?4, 0)",
     [ST_GEN_GET] = "SELECT generation FROM stage_stages WHERE id = ?1",
     [ST_GEN_SET] = "UPDATE stage_stages SET generation = ?2 WHERE id = ?1",
-    [ST_ENTRY_GET] = "SELECT kind, size, mode, mtime, generation, extents FROM stage_entries "
-                     "WHERE stage_id = ?1 AND path = ?2",
+    [ST_ENTRY_GET] = "SELECT kind, size, mode, mtime, generation, extents, sha256 "
+                     "FROM stage_entries WHERE stage_id = ?1 AND path = ?2",
     [ST_ENTRY_PUT] = "INSERT OR REPLACE INTO stage_entries(stage_id, path, kind, size, mode, "
-                     "mtime, generation, extents) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     "mtime, generation, extents, sha256) "
+                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_ENTRY_DEL] = "DELETE FROM stage_entries WHERE stage_id = ?1 AND path = ?2",
-    [ST_ENTRY_LIST] = "SELECT path, kind, size, mode, mtime, generation, extents "
+    [ST_ENTRY_LIST] = "SELECT path, kind, size, mode, mtime, generation, extents, sha256 "
                       "FROM stage_entries WHERE stage_id = ?1 ORDER BY path",
     [ST_ENTRY_OLD] = "SELECT path FROM stage_entries WHERE stage_id = ?1 AND generation <= ?2",
     [ST_TOTALS] = "SELECT count(*), total(CASE WHEN kind = 1 THEN size ELSE 0 END) "
@@ -120,6 +131,8 @@ static const char *const stage_sql[ST_COUNT] = {
     [ST_CHUNK_PUT] = "INSERT OR REPLACE INTO stage_chunks(id, data) VALUES(?1, ?2)",
     [ST_CHUNK_GET] = "SELECT data FROM stage_chunks WHERE id = ?1",
     [ST_CHUNK_DEL] = "DELETE FROM stage_chunks WHERE id BETWEEN ?1 AND ?2",
+    [ST_CHUNK_DEL_SOME] = "DELETE FROM stage_chunks WHERE id IN (SELECT id FROM stage_chunks "
+                          "WHERE id BETWEEN ?1 AND ?2 LIMIT ?3)",
 };
 
 static const char stage_schema[] =
@@ -130,7 +143,7 @@ static const char stage_schema[] =
     " generation INTEGER NOT NULL, UNIQUE(endpoint, repo_type, repo_id, revision));"
     "CREATE TABLE IF NOT EXISTS stage_entries(stage_id INTEGER NOT NULL, path TEXT NOT NULL,"
     " kind INTEGER NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL,"
-    " mtime INTEGER NOT NULL, generation INTEGER NOT NULL, extents BLOB,"
+    " mtime INTEGER NOT NULL, generation INTEGER NOT NULL, extents BLOB, sha256 TEXT,"
     " PRIMARY KEY(stage_id, path));"
     "CREATE TABLE IF NOT EXISTS stage_objects(id INTEGER PRIMARY KEY,"
     " stage_id INTEGER NOT NULL, refs INTEGER NOT NULL);"
@@ -171,9 +184,14 @@ struct mfs_stage {
     pthread_t ckpt_thread;
     bool ckpt_started;
     pthread_mutex_t ckpt_lock;              /* guards the two below */
-    pthread_cond_t ckpt_cond;               /* ckpt_pages grew, or ckpt_stop */
+    pthread_cond_t ckpt_cond;               /* ckpt_pages grew, gc_pending, or ckpt_stop */
     int ckpt_pages;                         /* WAL pages at the last commit */
     bool ckpt_stop;
+    /* mfs_stage_clear_upto() leaves the data of the entries it dropped to
+     * this thread too: deleting a pushed 5 GB file's chunk rows reads every
+     * overflow page (~2 s/GiB here), which a push should not wait for. */
+    bool gc_pending;                        /* dead objects may wait for deletion */
+    int64_t last_write_ms;                  /* CLOCK_MONOTONIC of the last flush (s->lock) */
 };
 
 struct mfs_stage_writer {
@@ -194,6 +212,10 @@ struct mfs_stage_writer {
     bool flushed;                           /* some chunk row of obj was written */
     bool dirty;                             /* changed since opened or last committed */
     int broken;                             /* 0, or the errno a failed flush left */
+    /* While the content is exactly the bytes written so far, in order, from
+     * offset 0 (a `cp`), their sha256 runs along, so a push need not read
+     * the file back to hash it (~0.7 s/GiB); any other change drops it. */
+    EVP_MD_CTX *seq;                        /* sha256 of [0, pt.size), or NULL: unknown */
 };
 
 /* ---- errors, statements, transactions ---------------------------------- */
@@ -598,7 +620,18 @@ struct stage_row {
     int64_t mtime;
     uint64_t generation;
     struct stage_pt pt;                     /* FILE: decoded */
+    char sha256[65];                        /* FILE: sha256 of the content, "" if unknown */
 };
+
+/* Column col of st as a sha256 into out[65]: "" unless 64 hex digits. */
+static void stage_sha_col(sqlite3_stmt *st, int col, char *out)
+{
+    const char *t = (const char *)sqlite3_column_text(st, col);
+
+    out[0] = '\0';
+    if (t && sqlite3_column_bytes(st, col) == 64 && mfs_hash_is_hex(t, 64))
+        memcpy(out, t, 65);
+}
 
 /* Load path's entry.  -ENOENT: none. */
 static int stage_row_get_locked(struct mfs_stage *s, const char *path, struct stage_row *r,
@@ -624,6 +657,7 @@ static int stage_row_get_locked(struct mfs_stage *s, const char *path, struct st
         r->mode = (uint32_t)sqlite3_column_int64(st, 2);
         r->mtime = sqlite3_column_int64(st, 3);
         r->generation = (uint64_t)sqlite3_column_int64(st, 4);
+        stage_sha_col(st, 6, r->sha256);
         rc = 0;
         if (r->kind == MFS_STAGE_FILE)
             rc = mfs_stage_pt_decode(sqlite3_column_blob(st, 5),
@@ -663,10 +697,11 @@ static int stage_row_del_locked(struct mfs_stage *s, const char *path, struct mf
 }
 
 /* Make path's entry kind (pt: FILE content, else NULL), replacing any;
- * mtime 0 = now (a rename or chmod keeps the old one, as POSIX does). */
+ * mtime 0 = now (a rename or chmod keeps the old one, as POSIX does);
+ * sha256: the content's, when known (NULL or "": unknown). */
 static int stage_row_put_locked(struct mfs_stage *s, const char *path, enum mfs_stage_kind kind,
                                 uint32_t mode, const struct stage_pt *pt, uint64_t gen,
-                                int64_t mtime, struct mfs_err *err)
+                                int64_t mtime, const char *sha256, struct mfs_err *err)
 {
     sqlite3_stmt *st;
     unsigned char *blob = NULL;
@@ -695,6 +730,8 @@ static int stage_row_put_locked(struct mfs_stage *s, const char *path, enum mfs_
     sqlite3_bind_int64(st, 7, (int64_t)gen);
     if (pt)
         sqlite3_bind_blob(st, 8, blob, (int)nblob, SQLITE_STATIC);
+    if (pt && sha256 && *sha256)
+        sqlite3_bind_text(st, 9, sha256, -1, SQLITE_STATIC);
     rc = stage_step_done(s, st, "store a staged entry", err);
 out_free_blob:
     free(blob);
@@ -824,6 +861,130 @@ static int stage_wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
+/* One small transaction of the lazy GC (mfs_stage_clear_upto): up to
+ * STAGE_GC_ROWS chunk rows of one dead object, and the object itself once
+ * it has none left, so that writers wait for s->lock at most that long.
+ * Chunks go before their object: an object id is never reused while rows
+ * of it remain.  Returns 1 when there may be more to do, 0 when done, a
+ * negative errno on failure (the rest is left to the next open). */
+static int stage_gc_step(struct mfs_stage *s)
+{
+    sqlite3_stmt *st;
+    int64_t obj = 0;
+    int more = 0;
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    rc = stage_exec(s, ST_BEGIN, NULL);
+    if (rc < 0)
+        goto out_unlock;
+    rc = stage_stmt(s, ST_OBJ_DEAD, &st, NULL);
+    if (rc < 0)
+        goto out_rollback;
+    sqlite3_bind_int64(st, 1, s->id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        obj = sqlite3_column_int64(st, 0);
+        if (!stage_is_held(s, obj))
+            break;
+        obj = 0;
+    }
+    sqlite3_reset(st);
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+    if (rc < 0 || obj == 0)
+        goto out_commit;
+    rc = stage_stmt(s, ST_CHUNK_DEL_SOME, &st, NULL);
+    if (rc < 0)
+        goto out_rollback;
+    sqlite3_bind_int64(st, 1, stage_chunk_rowid(obj, 0));
+    sqlite3_bind_int64(st, 2, stage_chunk_rowid(obj, (1u << STAGE_IDX_BITS) - 1));
+    sqlite3_bind_int(st, 3, STAGE_GC_ROWS);
+    rc = stage_step_done(s, st, "delete unused data", NULL);
+    if (rc < 0)
+        goto out_rollback;
+    more = 1;
+    if (sqlite3_changes(s->db) < STAGE_GC_ROWS) {
+        rc = stage_stmt(s, ST_OBJ_DEL, &st, NULL);
+        if (rc < 0)
+            goto out_rollback;
+        sqlite3_bind_int64(st, 1, obj);
+        rc = stage_step_done(s, st, "delete unused data", NULL);
+    }
+out_commit:
+    if (rc == 0)
+        rc = stage_exec(s, ST_COMMIT, NULL);
+out_rollback:
+    if (rc < 0)
+        stage_rollback(s);
+out_unlock:
+    pthread_mutex_unlock(&s->lock);
+    return rc < 0 ? rc : more;
+}
+
+/* Sleep ms, or less when the stage closes meanwhile; false then. */
+static bool stage_ckpt_nap(struct mfs_stage *s, long ms)
+{
+    struct timespec until;
+    bool stop;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->ckpt_lock);
+    while (!s->ckpt_stop &&
+           pthread_cond_timedwait(&s->ckpt_cond, &s->ckpt_lock, &until) == 0)
+        ;
+    stop = s->ckpt_stop;
+    pthread_mutex_unlock(&s->ckpt_lock);
+    return !stop;
+}
+
+static int64_t stage_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The lazy GC after a clear.  Its transactions hold the database's write
+ * lock, which the cache's own connections (the push recording its new
+ * commit, fetches) then wait for in SQLite's busy handler, sleeping up to
+ * 100 ms a try, and s->lock, which a writer streaming a file waits for: so
+ * it starts a moment after the clear, once the push has finished its own
+ * writes, steps aside while writers are busy (up to STAGE_GC_WAIT_MS, so
+ * the space comes back even under endless writes), and rests between steps
+ * at least as long as a step took. */
+static void stage_gc_run(struct mfs_stage *s)
+{
+    int64_t since = stage_mono_ms();
+    int64_t t;
+    int64_t last;
+    long ms;
+    int rc;
+
+    if (!stage_ckpt_nap(s, STAGE_GC_DELAY_MS))
+        return;
+    do {
+        pthread_mutex_lock(&s->lock);
+        last = s->last_write_ms;
+        pthread_mutex_unlock(&s->lock);
+        t = stage_mono_ms();
+        if (t - last < STAGE_GC_IDLE_MS && t - since < STAGE_GC_WAIT_MS) {
+            rc = 1;
+            ms = STAGE_GC_IDLE_MS;          /* a writer is busy: later */
+            continue;
+        }
+        rc = stage_gc_step(s);
+        ms = (long)(stage_mono_ms() - t);
+        if (ms < STAGE_GC_REST_MS)
+            ms = STAGE_GC_REST_MS;
+    } while (rc > 0 && stage_ckpt_nap(s, ms));
+}
+
 static void *stage_ckpt_main(void *arg)
 {
     struct mfs_stage *s = arg;
@@ -831,10 +992,17 @@ static void *stage_ckpt_main(void *arg)
 
     pthread_mutex_lock(&s->ckpt_lock);
     for (;;) {
-        while (!s->ckpt_stop && s->ckpt_pages < STAGE_CKPT_PAGES)
+        while (!s->ckpt_stop && s->ckpt_pages < STAGE_CKPT_PAGES && !s->gc_pending)
             pthread_cond_wait(&s->ckpt_cond, &s->ckpt_lock);
         if (s->ckpt_stop)
             break;
+        if (s->gc_pending) {
+            s->gc_pending = false;
+            pthread_mutex_unlock(&s->ckpt_lock);
+            stage_gc_run(s);
+            pthread_mutex_lock(&s->ckpt_lock);
+            continue;                       /* the deletions may have grown the WAL */
+        }
         s->ckpt_pages = 0;
         pthread_mutex_unlock(&s->ckpt_lock);
         if (!db && sqlite3_open_v2(s->db_path, &db, SQLITE_OPEN_READWRITE |
@@ -857,6 +1025,26 @@ static void *stage_ckpt_main(void *arg)
     pthread_mutex_unlock(&s->ckpt_lock);
     sqlite3_close(db);
     return NULL;
+}
+
+/* A database made before entries kept their sha256 gets the column (NULL:
+ * unknown, as for any file not written in order). */
+static int stage_add_sha_column(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    rc = sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('stage_entries') "
+                            "WHERE name = 'sha256'", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW)
+        return SQLITE_OK;
+    if (rc != SQLITE_DONE)
+        return rc;
+    return sqlite3_exec(db, "ALTER TABLE stage_entries ADD COLUMN sha256 TEXT", NULL, NULL,
+                        NULL);
 }
 
 static int stage_open_db(struct mfs_stage *s, const char *cache_dir, struct mfs_err *err)
@@ -898,6 +1086,8 @@ static int stage_open_db(struct mfs_stage *s, const char *cache_dir, struct mfs_
         rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_exec(s->db, stage_schema, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = stage_add_sha_column(s->db);
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     }
@@ -1047,6 +1237,8 @@ static int stage_entry_fill(struct mfs_stage_entry *e, const char *path,
     e->mode = r->mode;
     e->mtime = r->mtime;
     e->generation = r->generation;
+    if (r->kind == MFS_STAGE_FILE)
+        memcpy(e->sha256, r->sha256, sizeof(e->sha256));
     if (r->kind == MFS_STAGE_FILE && r->pt.n == 1) {
         x = &r->pt.v[0];
         if (x->src == SRC_REMOTE && x->src_off == 0 && x->len == x->rem->size) {
@@ -1090,6 +1282,7 @@ int mfs_stage_list(struct mfs_stage *s, struct mfs_stage_entry **ep, size_t *np,
         r.mode = (uint32_t)sqlite3_column_int64(st, 3);
         r.mtime = sqlite3_column_int64(st, 4);
         r.generation = (uint64_t)sqlite3_column_int64(st, 5);
+        stage_sha_col(st, 7, r.sha256);
         if (!path) {
             rc = mfs_err_set(err, -EIO, "stage: damaged entry");
             goto out_reset;
@@ -1216,9 +1409,10 @@ static int stage_change_locked(struct mfs_stage *s, const struct mfs_stage_chang
     case MFS_STAGE_OP_REMOVE:
         return stage_row_del_locked(s, c->path, err);
     case MFS_STAGE_OP_WHITEOUT:
-        return stage_row_put_locked(s, c->path, MFS_STAGE_DELETED, 0, NULL, gen, 0, err);
+        return stage_row_put_locked(s, c->path, MFS_STAGE_DELETED, 0, NULL, gen, 0, NULL, err);
     case MFS_STAGE_OP_MKDIR:
-        return stage_row_put_locked(s, c->path, MFS_STAGE_DIR, c->mode, NULL, gen, 0, err);
+        return stage_row_put_locked(s, c->path, MFS_STAGE_DIR, c->mode, NULL, gen, 0, NULL,
+                                    err);
     case MFS_STAGE_OP_REMOTE:
         if (!c->remote || c->remote->is_dir)
             return mfs_err_set(err, -EINVAL, "stage: no remote file for '%s'", c->path);
@@ -1232,7 +1426,7 @@ static int stage_change_locked(struct mfs_stage *s, const struct mfs_stage_chang
                 return stage_nomem(err);
             }
         }
-        rc = stage_row_put_locked(s, c->path, MFS_STAGE_FILE, c->mode, &pt, gen, 0, err);
+        rc = stage_row_put_locked(s, c->path, MFS_STAGE_FILE, c->mode, &pt, gen, 0, NULL, err);
         mfs_stage_pt_release(&pt);
         return rc;
     case MFS_STAGE_OP_MOVE:
@@ -1247,7 +1441,8 @@ static int stage_change_locked(struct mfs_stage *s, const struct mfs_stage_chang
             mfs_stage_pt_release(&r.pt);
             return rc;
         }
-        rc = stage_row_put_locked(s, c->path, MFS_STAGE_FILE, r.mode, &r.pt, gen, r.mtime, err);
+        rc = stage_row_put_locked(s, c->path, MFS_STAGE_FILE, r.mode, &r.pt, gen, r.mtime,
+                                  r.sha256, err);
         if (rc == 0 && strcmp(c->from, c->path) != 0)
             rc = stage_row_del_locked(s, c->from, err);
         mfs_stage_pt_release(&r.pt);
@@ -1259,7 +1454,7 @@ static int stage_change_locked(struct mfs_stage *s, const struct mfs_stage_chang
         if (rc == 0)
             rc = stage_row_put_locked(s, c->path, r.kind, c->mode,
                                       r.kind == MFS_STAGE_FILE ? &r.pt : NULL, gen, r.mtime,
-                                      err);
+                                      r.sha256, err);
         mfs_stage_pt_release(&r.pt);
         return rc;
     }
@@ -1267,6 +1462,40 @@ static int stage_change_locked(struct mfs_stage *s, const struct mfs_stage_chang
 }
 
 /* ---- writers ------------------------------------------------------------------ */
+
+static void stage_seq_drop(struct mfs_stage_writer *w)
+{
+    EVP_MD_CTX_free(w->seq);
+    w->seq = NULL;
+}
+
+/* The content is empty now: hash what comes next (no memory: never mind,
+ * a push then hashes the file itself). */
+static void stage_seq_start(struct mfs_stage_writer *w)
+{
+    stage_seq_drop(w);
+    w->seq = EVP_MD_CTX_new();
+    if (w->seq && EVP_DigestInit_ex(w->seq, EVP_sha256(), NULL) != 1)
+        stage_seq_drop(w);
+}
+
+/* The sha256 of w's content into hex[65], or "" when unknown; the running
+ * digest goes on (a commit after an fsync, then more writes). */
+static void stage_seq_hex(const struct mfs_stage_writer *w, char *hex)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *c;
+
+    hex[0] = '\0';
+    if (!w->seq)
+        return;
+    c = EVP_MD_CTX_new();
+    if (c && EVP_MD_CTX_copy_ex(c, w->seq) == 1 && EVP_DigestFinal_ex(c, md, &n) == 1 &&
+        n == 32)
+        mfs_hash_to_hex(md, n, hex);
+    EVP_MD_CTX_free(c);
+}
 
 static void stage_writer_drop_chunks(struct mfs_stage_writer *w, bool all)
 {
@@ -1321,6 +1550,7 @@ static int stage_writer_flush(struct mfs_stage_writer *w, bool all, struct mfs_e
     int rc;
 
     pthread_mutex_lock(&s->lock);
+    s->last_write_ms = stage_mono_ms();
     rc = stage_exec(s, ST_BEGIN, err);
     if (rc == 0) {
         rc = stage_writer_put_chunks_locked(w, all, err);
@@ -1475,6 +1705,8 @@ int mfs_stage_writer_open(struct mfs_stage *s, const char *path, enum mfs_stage_
     w->s = s;
     w->mode = mode;
     w->dirty = true;
+    if (base == MFS_STAGE_BASE_EMPTY)
+        stage_seq_start(w);
     w->path = strdup(path);
     if (!w->path) {
         rc = stage_nomem(err);
@@ -1525,6 +1757,7 @@ ssize_t mfs_stage_writer_write(struct mfs_stage_writer *w, uint64_t off, const v
     uint32_t at;
     uint32_t n;
     bool was_full;
+    bool appends;
     int rc;
 
     if (w->broken)
@@ -1580,8 +1813,12 @@ ssize_t mfs_stage_writer_write(struct mfs_stage_writer *w, uint64_t off, const v
     x.obj = w->obj;
     x.src_off = off;
     x.len = len;
+    appends = off == w->pt.size;
     if (mfs_stage_pt_replace(&w->pt, off, &x, 1) < 0)
         return stage_nomem(err);
+    /* Still exactly the bytes written in order from 0? */
+    if (!w->seq || !appends || EVP_DigestUpdate(w->seq, data, len) != 1)
+        stage_seq_drop(w);
     w->dirty = true;
     if ((uint64_t)w->nch * MFS_CACHE_CHUNK >= STAGE_MAX_BUFFERED)
         rc = stage_writer_flush(w, true, err);
@@ -1606,6 +1843,7 @@ ssize_t mfs_stage_writer_link(struct mfs_stage_writer *w, uint64_t off, const ch
         return rc;
     if (off > STAGE_MAX_OFF || len > STAGE_MAX_OFF - off)
         return mfs_err_set(err, -EINVAL, "stage: link past 4 TiB in '%s'", w->path);
+    stage_seq_drop(w);                      /* content not written here: not hashed */
     pthread_mutex_lock(&s->lock);
     rc = stage_row_get_locked(s, src_path, &r, err);
     if (rc == 0 && r.kind != MFS_STAGE_FILE)
@@ -1650,6 +1888,7 @@ ssize_t mfs_stage_writer_link_remote(struct mfs_stage_writer *w, uint64_t off,
         return mfs_err_set(err, -EINVAL, "stage: link past 4 TiB in '%s'", w->path);
     if (len == 0)
         return 0;
+    stage_seq_drop(w);
     x.len = len;
     x.src_off = src_off;
     x.rem = mfs_stage_remote_dup(remote);
@@ -1669,6 +1908,10 @@ int mfs_stage_writer_truncate(struct mfs_stage_writer *w, uint64_t size, struct 
         return 0;
     if (mfs_stage_pt_truncate(&w->pt, size) < 0)
         return stage_nomem(err);
+    if (size == 0)
+        stage_seq_start(w);                 /* O_TRUNC, then a copy from the start */
+    else
+        stage_seq_drop(w);
     w->dirty = true;
     return 0;
 }
@@ -1693,6 +1936,7 @@ ssize_t mfs_stage_writer_read(struct mfs_stage_writer *w, uint64_t off, size_t l
 static int stage_writer_commit_locked(struct mfs_stage_writer *w, uint64_t gen,
                                       struct mfs_err *err)
 {
+    char sha[65];
     int rc;
 
     if (w->broken)
@@ -1700,9 +1944,10 @@ static int stage_writer_commit_locked(struct mfs_stage_writer *w, uint64_t gen,
     if (!w->dirty)
         return 0;                           /* fsync then close: nothing new */
     rc = stage_writer_put_chunks_locked(w, true, err);
+    stage_seq_hex(w, sha);
     if (rc == 0)
         rc = stage_row_put_locked(w->s, w->path, MFS_STAGE_FILE, w->mode, &w->pt, gen, 0,
-                                  err);
+                                  sha, err);
     return rc;
 }
 
@@ -1791,6 +2036,7 @@ void mfs_stage_writer_close(struct mfs_stage_writer **wp)
     free(w->spare);
     free(w->ch);
     free(w->holds);
+    stage_seq_drop(w);
     mfs_stage_pt_release(&w->pt);
     free(w->path);
     free(w);
@@ -1856,7 +2102,10 @@ int mfs_stage_clear_upto(struct mfs_stage *s, uint64_t gen, struct mfs_err *err)
     sqlite3_reset(st);
     for (i = 0; i < n && rc == 0; i++)
         rc = stage_row_del_locked(s, paths[i], err);
-    if (rc == 0)
+    /* The entries go now; their data (refs 0, so no reader can reach it)
+     * is deleted by the checkpoint thread in small transactions, or at the
+     * next open if the process dies first. */
+    if (rc == 0 && !s->ckpt_started)
         rc = stage_gc_locked(s, err);
     if (rc == 0)
         rc = stage_exec(s, ST_COMMIT, err);
@@ -1864,6 +2113,12 @@ out_rollback:
     if (rc < 0)
         stage_rollback(s);
 out_unlock:
+    if (rc == 0 && n > 0 && s->ckpt_started) {
+        pthread_mutex_lock(&s->ckpt_lock);
+        s->gc_pending = true;
+        pthread_cond_signal(&s->ckpt_cond);
+        pthread_mutex_unlock(&s->ckpt_lock);
+    }
     pthread_mutex_unlock(&s->lock);
     for (i = 0; i < n; i++)
         free(paths[i]);

@@ -39,6 +39,14 @@
  * data objects no extent refers to.  mfs_stage_writer_read() shows the
  * writer's own uncommitted bytes (read-your-writes for the open file).
  *
+ * Hashes.  A writer whose file is exactly the bytes written to it in
+ * order from offset 0 (a `cp`; an O_TRUNC or truncate to 0 starts over)
+ * computes their sha256 as they come and stores it with the entry at
+ * commit (struct mfs_stage_entry.sha256), so a push need not read the
+ * file back to hash it.  Any other change (a write elsewhere, a link, a
+ * truncate to another size, a writer starting from existing content)
+ * leaves it unknown ("").
+ *
  * Push bookkeeping.  mfs_stage_generation() counts committed changes;
  * mfs_stage_clear_upto() drops what a push committed and keeps changes made
  * while it ran.
@@ -106,6 +114,10 @@ struct mfs_stage_entry {
     uint64_t generation;                    /* mfs_stage_generation() when last changed */
     bool unchanged_remote;                  /* FILE: one extent = a whole remote blob, */
     struct mfs_entry remote;                /*   that blob (path owned); else zeroed */
+    char sha256[65];                        /* FILE: 64 hex sha256 of the content when the
+                                               stage knows it (written in order from offset
+                                               0 by one writer, then renamed or chmodded at
+                                               most), else "" */
 };
 
 /* Every entry, sorted by path (strcmp).  OUT: *ep (mfs_stage_entries_free),
@@ -221,9 +233,12 @@ void mfs_stage_writer_close(struct mfs_stage_writer **wp);
  * commit); 0 for an empty, never-changed stage. */
 uint64_t mfs_stage_generation(struct mfs_stage *s);
 
-/* Remove every entry whose generation is <= gen (what a push committed)
- * and delete the data no longer referenced; later changes stay.  One
- * transaction. */
+/* Remove every entry whose generation is <= gen (what a push committed);
+ * later changes stay.  One transaction.  The data no longer referenced is
+ * deleted soon after by the stage's background thread in small
+ * transactions (a 5 GB file's rows take seconds to delete, which a push
+ * does not wait for); unreachable meanwhile, and collected at the next
+ * mfs_stage_open() if the process dies first. */
 int mfs_stage_clear_upto(struct mfs_stage *s, uint64_t gen, struct mfs_err *err);
 
 /* Number of entries and bytes of FILE entries (for .modelfs/status). */

@@ -574,6 +574,10 @@ static int plan_build(struct mfs_push *p, const struct base_index *bi,
             else if (!se[i].remote.is_lfs && se[i].remote.oid[0])
                 op->git_sha1 = se[i].remote.oid;
         }
+        /* A file copied in whole was hashed as it was written (cache/stage.h,
+         * "Hashes"): no pass over its bytes before the LFS batch call. */
+        if (!op->sha256 && se[i].sha256[0])
+            op->sha256 = se[i].sha256;
         pl->n++;
         pl->n_add++;
     }

@@ -20,6 +20,7 @@
 #include "cache/cache.h"
 #include "cache/stage.h"
 #include "check.h"
+#include "common/hash.h"
 
 #define CH MFS_CACHE_CHUNK
 
@@ -451,8 +452,12 @@ static void model_truncate(struct model *m, uint64_t size)
     m->size = size;
 }
 
+static bool sha_matches(struct mfs_stage *s, const char *path, const unsigned char *want,
+                        size_t n);
+
 /* Random writes, truncates, links of staged and remote ranges, commits and
- * reopened writers, each checked against the model (fixed seed). */
+ * reopened writers, each checked against the model (fixed seed).  A known
+ * content hash must be the model's. */
 static void test_property(const char *dir, struct fake_base *fb)
 {
     struct mfs_stage *s = NULL;
@@ -561,6 +566,8 @@ static void test_property(const char *dir, struct fake_base *fb)
             rc = mfs_stage_writer_commit(w, &err);
             commits++;
             if (rc < 0 || !staged_equals(s, "p.bin", m.b, m.size))
+                bad_commits++;
+            if (rc == 0 && !sha_matches(s, "p.bin", m.b, m.size))
                 bad_commits++;
             if (op >= 97) {
                 mfs_stage_writer_close(&w);
@@ -769,6 +776,159 @@ out:
     free(buf);
 }
 
+/* ---- content hashes of files written in order ------------------------------ */
+
+/* True when path's entry has no sha256, or the right one for want. */
+static bool sha_matches(struct mfs_stage *s, const char *path, const unsigned char *want,
+                        size_t n)
+{
+    struct mfs_stage_entry e;
+    char hex[65];
+    bool ok;
+
+    if (mfs_stage_get(s, path, &e, NULL) < 0)
+        return false;
+    mfs_hash_sha256_hex(want, n, hex);
+    ok = !e.sha256[0] || !strcmp(e.sha256, hex);
+    free(e.path);
+    free(e.remote.path);
+    return ok;
+}
+
+/* The sha256 path's entry carries ("" if none) into out[65]. */
+static void sha_of(struct mfs_stage *s, const char *path, char *out)
+{
+    struct mfs_stage_entry e;
+
+    out[0] = '\0';
+    if (mfs_stage_get(s, path, &e, NULL) < 0)
+        return;
+    memcpy(out, e.sha256, 65);
+    free(e.path);
+    free(e.remote.path);
+}
+
+/* Write [0, n) of data in pieces of step bytes (in order, or with the
+ * first two pieces swapped), then commit; returns the commit's rc. */
+static int write_pieces(struct mfs_stage *s, const char *path, const unsigned char *data,
+                        size_t n, size_t step, bool swap, enum mfs_stage_base base)
+{
+    struct mfs_stage_writer *w = NULL;
+    size_t off;
+    int rc;
+
+    rc = mfs_stage_writer_open(s, path, base, NULL, 0644, &w, NULL);
+    if (rc == 0 && swap && n > 2 * step) {
+        if (mfs_stage_writer_write(w, step, data + step, step, NULL) != (ssize_t)step ||
+            mfs_stage_writer_write(w, 0, data, step, NULL) != (ssize_t)step)
+            rc = -1;
+        off = 2 * step;
+    } else {
+        off = 0;
+    }
+    for (; rc == 0 && off < n; off += step) {
+        size_t k = n - off < step ? n - off : step;
+
+        if (mfs_stage_writer_write(w, off, data + off, k, NULL) != (ssize_t)k)
+            rc = -1;
+    }
+    if (rc == 0)
+        rc = mfs_stage_writer_commit(w, NULL);
+    mfs_stage_writer_close(&w);
+    return rc;
+}
+
+/* cache/stage.h "Hashes": a file written in order from 0 carries its
+ * sha256; anything else leaves it unknown, never wrong. */
+static void test_hashes(const char *dir)
+{
+    static const struct {
+        const char *name;
+        size_t size;
+        size_t step;
+        bool swap;
+        bool known;
+    } cases[] = {
+        { "empty", 0, 1, false, true },
+        { "one byte", 1, 1, false, true },
+        { "small pieces", 3 * CH + 5, 4096 + 7, false, true },
+        { "whole chunks", 4 * CH, CH, false, true },
+        { "one big write", 2 * CH + 99, 2 * CH + 99, false, true },
+        { "out of order", 3 * CH, CH / 2, true, false },
+    };
+    struct mfs_stage *s = NULL;
+    struct mfs_stage_writer *w = NULL;
+    struct mfs_stage_change mv = { .op = MFS_STAGE_OP_MOVE, .path = "moved", .from = "f" };
+    struct mfs_stage_change cm = { .op = MFS_STAGE_OP_CHMOD, .path = "moved", .mode = 0600 };
+    unsigned char *data;
+    char want[65];
+    char got[65];
+    size_t i;
+    int rc;
+
+    data = malloc(4 * CH + 100);
+    if (!data || open_stage(dir, NULL, &s) < 0)
+        goto out;
+    fill_pattern(data, 4 * CH + 100, 7);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rc = write_pieces(s, "f", data, cases[i].size, cases[i].step, cases[i].swap,
+                          MFS_STAGE_BASE_EMPTY);
+        mfs_hash_sha256_hex(data, cases[i].size, want);
+        sha_of(s, "f", got);
+        CHECK(rc == 0 && (cases[i].known ? !strcmp(got, want) : got[0] == '\0'),
+              "hash of a file written %s: %s", cases[i].name, got[0] ? got : "(unknown)");
+    }
+    /* An fsync midway, more writes, then the close: both commits right. */
+    rc = mfs_stage_writer_open(s, "f", MFS_STAGE_BASE_EMPTY, NULL, 0644, &w, NULL);
+    if (rc == 0 && mfs_stage_writer_write(w, 0, data, CH + 3, NULL) == (ssize_t)(CH + 3))
+        rc = mfs_stage_writer_commit(w, NULL);
+    CHECK(rc == 0 && sha_matches(s, "f", data, CH + 3) && (sha_of(s, "f", got), got[0]),
+          "hash at an fsync midway");
+    if (rc == 0 && mfs_stage_writer_write(w, CH + 3, data + CH + 3, CH, NULL) == (ssize_t)CH)
+        rc = mfs_stage_writer_commit(w, NULL);
+    mfs_hash_sha256_hex(data, 2 * CH + 3, want);
+    sha_of(s, "f", got);
+    CHECK(rc == 0 && !strcmp(got, want), "hash after more writes and a second commit");
+    /* O_TRUNC on an open file starts over; a shrink loses it. */
+    if (rc == 0 && mfs_stage_writer_truncate(w, 0, NULL) == 0 &&
+        mfs_stage_writer_write(w, 0, data + 5, 1000, NULL) == 1000)
+        rc = mfs_stage_writer_commit(w, NULL);
+    mfs_hash_sha256_hex(data + 5, 1000, want);
+    sha_of(s, "f", got);
+    CHECK(rc == 0 && !strcmp(got, want), "truncate to 0, then writes: hashed again");
+    if (rc == 0 && mfs_stage_writer_truncate(w, 10, NULL) == 0)
+        rc = mfs_stage_writer_commit(w, NULL);
+    sha_of(s, "f", got);
+    CHECK(rc == 0 && got[0] == '\0', "truncate to another size: hash unknown");
+    mfs_stage_writer_close(&w);
+    /* Rename and chmod keep the content, so the hash. */
+    rc = write_pieces(s, "f", data, 3 * CH, CH, false, MFS_STAGE_BASE_EMPTY);
+    mfs_hash_sha256_hex(data, 3 * CH, want);
+    if (rc == 0)
+        rc = mfs_stage_apply(s, &mv, 1, NULL);
+    if (rc == 0)
+        rc = mfs_stage_apply(s, &cm, 1, NULL);
+    sha_of(s, "moved", got);
+    CHECK(rc == 0 && !strcmp(got, want), "rename and chmod keep the hash");
+    mfs_stage_close(&s);
+    rc = open_stage(dir, NULL, &s);
+    sha_of(s, "moved", got);
+    CHECK(rc == 0 && !strcmp(got, want), "the hash is stored with the entry (reopen)");
+    /* A writer that starts from staged bytes, or links bytes in, cannot know. */
+    rc = write_pieces(s, "moved", data + 3 * CH, CH, CH, false, MFS_STAGE_BASE_STAGED);
+    sha_of(s, "moved", got);
+    CHECK(rc == 0 && got[0] == '\0', "appending to a staged file: hash unknown");
+    rc = mfs_stage_writer_open(s, "l", MFS_STAGE_BASE_EMPTY, NULL, 0644, &w, NULL);
+    if (rc == 0 && mfs_stage_writer_link(w, 0, "moved", 0, CH, NULL) == (ssize_t)CH)
+        rc = mfs_stage_writer_commit(w, NULL);
+    mfs_stage_writer_close(&w);
+    sha_of(s, "l", got);
+    CHECK(rc == 0 && got[0] == '\0', "a linked file: hash unknown");
+    mfs_stage_close(&s);
+out:
+    free(data);
+}
+
 /* ---- generations and clear_upto ------------------------------------------- */
 
 static void test_clear(const char *dir)
@@ -779,6 +939,7 @@ static void test_clear(const char *dir)
     struct mfs_stage_change wo = { .op = MFS_STAGE_OP_WHITEOUT, .path = "gone" };
     size_t n = 0;
     uint64_t g;
+    int tries;
     int rc;
 
     if (open_stage(dir, NULL, &s) < 0)
@@ -806,10 +967,48 @@ static void test_clear(const char *dir)
     rc = mfs_stage_clear_upto(s, mfs_stage_generation(s), NULL);
     mfs_stage_totals(s, &n, &g);
     CHECK(rc == 0 && n == 0 && g == 0, "clear_upto(generation) empties the stage");
+    /* The data goes in the background (a push does not wait for it). */
+    for (tries = 0; tries < 400 && (db_int(dir, "SELECT count(*) FROM stage_chunks") != 0 ||
+                                    db_int(dir, "SELECT count(*) FROM stage_objects") != 0);
+         tries++)
+        usleep(25 * 1000);
     CHECK(db_int(dir, "SELECT count(*) FROM stage_chunks") == 0 &&
           db_int(dir, "SELECT count(*) FROM stage_objects") == 0,
-          "clear_upto deletes the data no longer referenced");
+          "clear_upto deletes the data no longer referenced (soon after)");
     mfs_stage_close(&s);
+}
+
+/* A stage closed (or killed) before its background GC ran: the next open
+ * collects the data of the cleared entries. */
+static void test_clear_then_close(const char *dir)
+{
+    struct mfs_stage *s = NULL;
+    unsigned char *buf;
+    size_t n = 1;
+    uint64_t bytes = 1;
+    int rc = -1;
+
+    buf = malloc(3 * CH);
+    if (!buf || open_stage(dir, NULL, &s) < 0)
+        goto out;
+    fill_pattern(buf, 3 * CH, 5);
+    rc = write_pieces(s, "a", buf, 3 * CH, CH, false, MFS_STAGE_BASE_EMPTY);
+    if (rc == 0)
+        rc = write_pieces(s, "b", buf, 2 * CH + 1, CH, false, MFS_STAGE_BASE_EMPTY);
+    if (rc == 0)
+        rc = mfs_stage_clear_upto(s, mfs_stage_generation(s), NULL);
+    mfs_stage_close(&s);                    /* at once: no time for the background GC */
+    if (rc == 0)
+        rc = open_stage(dir, NULL, &s);
+    if (rc == 0)
+        mfs_stage_totals(s, &n, &bytes);
+    CHECK(rc == 0 && n == 0 && bytes == 0 &&
+          db_int(dir, "SELECT count(*) FROM stage_chunks") == 0 &&
+          db_int(dir, "SELECT count(*) FROM stage_objects") == 0,
+          "clear_upto, then close at once: the next open deletes the data (%d)", rc);
+    mfs_stage_close(&s);
+out:
+    free(buf);
 }
 
 /* ---- multi-writer commit ----------------------------------------------------- */
@@ -1340,7 +1539,9 @@ int main(void)
     test_damaged(tmpdir("damaged", dir, sizeof(dir)));
     test_links(tmpdir("links", dir, sizeof(dir)), &fb);
     test_sequential(tmpdir("seq", dir, sizeof(dir)));
+    test_hashes(tmpdir("hashes", dir, sizeof(dir)));
     test_clear(tmpdir("clear", dir, sizeof(dir)));
+    test_clear_then_close(tmpdir("clear2", dir, sizeof(dir)));
     test_multi_commit(tmpdir("multi", dir, sizeof(dir)));
     test_threads(tmpdir("threads", dir, sizeof(dir)));
     test_two_writers(tmpdir("two", dir, sizeof(dir)));

@@ -190,6 +190,72 @@ post "$API/commit/main" '{"key":"header","value":{"summary":"big"}}
 curl -sfL "${AA[@]}" "$HUB_URL/alice/up/resolve/main/big.bin" | cmp -s - "$W/big.bin"
 check "multipart object committed (lfsFile without size) and read back" test $? -eq 0
 
+# --- multipart: parts written in place, hashed as they come in order -----------------------
+# Retries, parts out of order, lies and gaps must never store wrong bytes.
+mp_object() {   # mp_object NAME: fresh 17 MiB object, its oid in mp_oid, URLs in files
+    head -c $((17 << 20)) /dev/urandom >"$W/$1"
+    mp_oid=$(sha256sum "$W/$1" | cut -c1-64)
+    batch "$mp_oid" $((17 << 20))
+    tr -d '\n ' <"$W/out" >"$W/b"
+    grep -o '"upload":{"href":"[^"]*"' "$W/b" | cut -d'"' -f6 >"$W/$1.done"
+    grep -o '"0000[0-9]":"[^"]*"' "$W/b" | cut -d'"' -f4 >"$W/$1.urls"
+    split -b "$chunk" -d -a 3 "$W/$1" "$W/$1.p."
+}
+mp_put() {   # mp_put NAME K FILE: PUT FILE as part K of NAME; prints the HTTP status
+    curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$3" \
+        "$(sed -n "${2}p" "$W/$1.urls")"
+}
+mp_complete() {   # mp_complete NAME PARTS...: prints the HTTP status
+    local name=$1 json k sep=
+    shift
+    json='{"oid":"'$mp_oid'","parts":['
+    for k in "$@"; do json+=$sep'{"partNumber":'$k',"etag":"e'$k'"}'; sep=,; done
+    json+=']}'
+    curl -s -o "$W/out" -w '%{http_code}' -X POST \
+        -H 'Content-Type: application/vnd.git-lfs+json' --data "$json" "$(cat "$W/$name.done")"
+}
+mp_stored() {   # mp_stored NAME: the store serves NAME's bytes under its oid
+    local href
+    post "$HUB_URL/alice/up.git/info/lfs/objects/batch" \
+        "{\"operation\":\"download\",\"objects\":[{\"oid\":\"$mp_oid\",\"size\":$((17 << 20))}]}" \
+        "${AA[@]}" -H 'Content-Type: application/vnd.git-lfs+json'
+    href=$(tr -d '\n ' <"$W/out" | grep -o '"download":{"href":"[^"]*"' | cut -d'"' -f6)
+    [ -n "$href" ] && curl -sf "$href" | cmp -s - "$W/$1"
+}
+mp_object m1
+r1=$(mp_put m1 1 "$W/m1.p.001")$(mp_put m1 1 "$W/m1.p.000")$(mp_put m1 2 "$W/m1.p.001")
+r1+=$(mp_put m1 3 "$W/m1.p.002")
+[ "$r1" = 200200200200 ] && [ "$(mp_complete m1 1 2 3)" = 200 ] && mp_stored m1
+check "multipart: part 1 first sent with wrong bytes, again, then in order: stored right" \
+    test $? -eq 0
+mp_object m2
+r2=$(mp_put m2 3 "$W/m2.p.002")$(mp_put m2 1 "$W/m2.p.000")$(mp_put m2 2 "$W/m2.p.001")
+[ "$r2" = 200200200 ] && [ "$(mp_complete m2 3 1 2 2)" = 200 ] && mp_stored m2
+check "multipart: parts out of order (3, 1, 2), listed unsorted: stored right" test $? -eq 0
+mp_object m3
+mp_put m3 1 "$W/m3.p.000" >/dev/null; mp_put m3 2 "$W/m3.p.000" >/dev/null
+mp_put m3 3 "$W/m3.p.002" >/dev/null
+[ "$(mp_complete m3 1 2 3)" = 400 ] && grep -q 'hash to' "$W/out" && ! mp_stored m3
+check "multipart: a part with wrong bytes: completion 400, nothing stored" test $? -eq 0
+mp_object m4
+mp_put m4 1 "$W/m4.p.000" >/dev/null; mp_put m4 3 "$W/m4.p.002" >/dev/null
+c1=$(mp_complete m4 1 2 3); grep -q 'not uploaded' "$W/out"; g1=$?
+c2=$(mp_complete m4 1 3); grep -q 'numbered 1 to N' "$W/out"; g2=$?
+[ "$c1" = 400 ] && [ $g1 = 0 ] && [ "$c2" = 400 ] && [ $g2 = 0 ] && ! mp_stored m4
+check "multipart: a part never sent, or a gap in the list: 400" test $? -eq 0
+mp_put m4 2 "$W/m4.p.001" >/dev/null
+[ "$(mp_complete m4 1 2 3)" = 200 ] && mp_stored m4
+check "multipart: the missing part sent later: the completion then succeeds" test $? -eq 0
+mp_object m5
+cat "$W/m5.p.000" "$W/m5.p.002" >"$W/m5.big"
+c1=$(mp_put m5 1 "$W/m5.big")
+mp_put m5 1 "$W/m5.p.002" >/dev/null; mp_put m5 2 "$W/m5.p.001" >/dev/null
+mp_put m5 3 "$W/m5.p.002" >/dev/null
+c2=$(mp_complete m5 1 2 3); grep -q 'not chunk_size' "$W/out"; g2=$?
+[ "$c1" = 400 ] && [ "$c2" = 400 ] && [ $g2 = 0 ] && ! mp_stored m5
+check "multipart: a part larger than chunk_size, or a short one before the last: 400" \
+    test $? -eq 0
+
 # --- metadata of the result ------------------------------------------------------------------
 post "$API/paths-info/main" '{"paths":["sub/weights.custom","sub","missing"],"expand":true}' \
     "${AA[@]}" -H 'Content-Type: application/json'

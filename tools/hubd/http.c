@@ -705,6 +705,7 @@ static void req_free(struct mfs_hubd_req *r)
 
     if (!r)
         return;
+    mfs_hubd_part_abort(r);
     if (r->up_fd >= 0)
         close(r->up_fd);
     if (r->up_tmp[0])
@@ -801,6 +802,8 @@ static enum MHD_Result req_start(struct mfs_hubd_srv *srv, struct MHD_Connection
     if (!strcmp(method, "PUT") && r->nseg >= 2 && !strcmp(r->seg[0], "_lfs_upload")) {
         if (!mfs_hash_is_hex(r->seg[1], 64) || !mfs_hubd_sig_ok(r, r->seg[1]))
             return mfs_hubd_reply_error(r, 403, NULL, "upload URL is not signed or expired");
+        if (r->nseg == 3)
+            return mfs_hubd_part_start(r);
         if (mfs_hubd_tmp_path(srv->store, "upload", r->up_tmp, sizeof(r->up_tmp)) < 0)
             return mfs_hubd_reply_error(r, 500, NULL, "hub root path too long");
         r->up_fd = open(r->up_tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
@@ -826,14 +829,24 @@ static enum MHD_Result req_start(struct mfs_hubd_srv *srv, struct MHD_Connection
 
 static void req_body(struct mfs_hubd_req *r, const char *data, size_t len)
 {
-    if (r->replied || r->body_too_big)
+    if (r->replied || r->body_too_big || r->up_oversize)
         return;
     if (r->up_fd >= 0) {
         size_t done = 0;
 
-        mfs_hash_update(r->up_sha, data, len);
+        /* A part goes straight to its place in the object (no copy when the
+         * upload completes), hashed on the way only when it comes in order
+         * (routes_upload.c). */
+        if (r->up_part && len > MFS_HUBD_PART_SIZE - r->up_len) {
+            r->up_oversize = true;
+            return;
+        }
+        if (r->up_sha)
+            mfs_hash_update(r->up_sha, data, len);
         while (done < len) {
-            ssize_t w = write(r->up_fd, data + done, len - done);
+            ssize_t w = r->up_part ? pwrite(r->up_fd, data + done, len - done,
+                                            (off_t)(r->up_off + r->up_len + done))
+                                   : write(r->up_fd, data + done, len - done);
 
             if (w < 0 && errno == EINTR)
                 continue;
@@ -1033,6 +1046,7 @@ int mfs_hubd_serve(const struct mfs_hubd_serve_opts *o, const sigset_t *stop,
     srv = calloc(1, sizeof(*srv));
     if (!srv)
         return mfs_err_set(err, -ENOMEM, "out of memory");
+    pthread_mutex_init(&srv->asm_lock, NULL);
     srv->opts = o;
     srv->open_mode = o->token_file == NULL;
     if (o->token_file) {
@@ -1086,6 +1100,8 @@ out_close_store:
     mfs_hubd_store_close(&srv->store);
 out_free_srv:
     free_tokens(srv);
+    mfs_hubd_asm_release(srv);
+    pthread_mutex_destroy(&srv->asm_lock);
     free(srv);
     return rc;
 }

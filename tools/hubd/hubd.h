@@ -118,8 +118,12 @@ int mfs_hubd_blob_put_file(struct mfs_hubd_store *st, const char *src, char sha2
 int mfs_hubd_blob_put_mem(struct mfs_hubd_store *st, const void *p, size_t len,
                           char sha256[65], char oid[41], struct mfs_err *err);
 
-/* Path ROOT/tmp/part-{oid}-{part} of one multipart upload part into buf.
- * Returns 0 or -ENAMETOOLONG. */
+/* Path ROOT/tmp/assembly-{oid} of the file a multipart upload's parts are
+ * written into, each at its offset, into buf.  Returns 0 or -ENAMETOOLONG. */
+int mfs_hubd_assembly_path(struct mfs_hubd_store *st, const char *oid, char *buf, size_t size);
+
+/* Path ROOT/tmp/part-{oid}-{part} of one multipart upload part's record
+ * (its length in bytes, decimal) into buf.  Returns 0 or -ENAMETOOLONG. */
 int mfs_hubd_part_path(struct mfs_hubd_store *st, const char *oid, unsigned part, char *buf,
                        size_t size);
 

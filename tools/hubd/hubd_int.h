@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,6 +38,19 @@ struct mfs_hubd_token {
     char *user;                             /* owned, user name */
 };
 
+#define MFS_HUBD_ASM_MAX 16                   /* multipart uploads with a running hash kept */
+
+/* The running sha256 of a multipart upload whose parts arrive in order:
+ * object bytes [0, next) were hashed as they came, so the completion only
+ * hashes what follows (routes_upload.c). */
+struct mfs_hubd_asm {
+    char oid[65];                           /* the object; "" = a free slot */
+    uint64_t next;                          /* bytes hashed into h */
+    struct mfs_hash *h;                     /* NULL while busy, or when nothing is hashed */
+    bool busy;                              /* a part PUT is hashing [next, next + part) */
+    uint64_t gen;                           /* changes whenever the slot is reset */
+};
+
 struct mfs_hubd_srv {
     struct mfs_hubd_store *store;           /* the root's store */
     const struct mfs_hubd_serve_opts *opts; /* borrowed for the server's life */
@@ -49,6 +63,9 @@ struct mfs_hubd_srv {
     atomic_uint_fast64_t n_requests;        /* every request */
     atomic_uint_fast64_t n_content;         /* resolve/raw/LFS bodies served */
     atomic_uint_fast64_t content_bytes;     /* bytes in those bodies */
+    pthread_mutex_t asm_lock;               /* guards asms and asm_gen */
+    struct mfs_hubd_asm asms[MFS_HUBD_ASM_MAX];
+    uint64_t asm_gen;                       /* last gen handed out */
 };
 
 enum mfs_hubd_auth {
@@ -74,8 +91,13 @@ struct mfs_hubd_req {
     uint64_t id;                            /* request number, sent as X-Request-Id */
     int up_fd;                              /* streamed upload temp file, or -1 */
     char up_tmp[PATH_MAX];                  /* its path, "" when none */
-    struct mfs_hash *up_sha;                /* sha256 of the streamed bytes */
+    struct mfs_hash *up_sha;                /* sha256 of the streamed bytes (a part: of
+                                               the object so far, when in order; else NULL) */
     uint64_t up_len;                        /* bytes streamed so far */
+    unsigned up_part;                       /* a multipart part PUT: its number, else 0 */
+    uint64_t up_off;                        /* part: object offset of its first byte */
+    bool up_oversize;                       /* part: more bytes than chunk_size came */
+    uint64_t up_gen;                        /* part hashed in order (up_sha): its slot's gen */
 };
 
 /* ---- http.c: replies ---- */
@@ -170,6 +192,16 @@ enum MHD_Result mfs_hubd_route_lfs_batch(struct mfs_hubd_req *r, const char *typ
 /* PUT/POST /_lfs_upload/{oid}[/{part}], POST /_lfs_verify/{oid}: after the
  * body was streamed (PUT) or buffered (POST). */
 enum MHD_Result mfs_hubd_route_lfs_upload(struct mfs_hubd_req *r);
+/* Start a multipart part PUT (_lfs_upload/OID/K, headers in, signature
+ * checked): r->up_fd becomes the object's assembly file, share-locked, at
+ * r->up_off = (K-1) * chunk_size (routes_upload.c explains).  MHD_YES, or
+ * the error reply's result. */
+enum MHD_Result mfs_hubd_part_start(struct mfs_hubd_req *r);
+/* A part PUT that ends without part_done (dropped connection): give back
+ * its share of the running hash.  No-op for other requests. */
+void mfs_hubd_part_abort(struct mfs_hubd_req *r);
+/* Free the running hashes of srv (at shutdown). */
+void mfs_hubd_asm_release(struct mfs_hubd_srv *srv);
 enum MHD_Result mfs_hubd_route_lfs_verify(struct mfs_hubd_req *r);
 /* Repo routes that write, from mfs_hubd_route_api_repo. */
 enum MHD_Result mfs_hubd_route_preupload(struct mfs_hubd_req *r, const char *type,

@@ -7,6 +7,20 @@
  * Uploaded bytes land in ROOT/tmp and are renamed into the store only
  * once their sha256 matches the oid they were announced with, so a lying
  * or broken upload never becomes a blob.
+ *
+ * Multipart: every part K is written straight to its place, offset
+ * (K-1) * chunk_size, in the object's assembly file ROOT/tmp/assembly-OID,
+ * and its length recorded in ROOT/tmp/part-OID-K; the completion checks
+ * the parts, hashes the assembly file once and adopts it as the blob, so
+ * no byte is copied after it arrived.  Part writers hold a shared flock(2)
+ * on the assembly file, the completion an exclusive one while it renames
+ * the file away to a private name, so no part write can reach a file once
+ * it is being hashed (a writer that opened the old file re-checks the
+ * path after locking and starts a new one).  Parts sent in order (as the
+ * Python, JS and modelfs clients do) are hashed as they arrive, into the
+ * upload's slot of srv->asms, so the completion only hashes what did not
+ * come in order: a part that would change bytes already hashed (or being
+ * hashed) resets the slot, and a failed part too.
  */
 #include "tools/hubd/hubd_int.h"
 
@@ -16,9 +30,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#define MFS_HUBD_HASH_BUF (4u << 20)          /* bytes per read when hashing an assembly */
 
 /* Read the .gitattributes of commit, or NULL. */
 static char *read_attrs(struct mfs_hubd_req *r, const char *commit)
@@ -580,24 +597,267 @@ static int cmp_part(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Multipart completion: concatenate the parts in order into one blob. */
+/* Open (creating when create) the assembly file of oid and lock it (op:
+ * LOCK_SH or LOCK_EX), retrying when the path changed meanwhile (a
+ * completion renamed it away).  Returns the fd, -ENOENT (none and not
+ * create), or another negative errno. */
+static int assembly_open(struct mfs_hubd_req *r, const char *oid, bool create, int op)
+{
+    char path[PATH_MAX];
+    struct stat a;
+    struct stat b;
+    int tries;
+    int fd;
+
+    if (mfs_hubd_assembly_path(r->srv->store, oid, path, sizeof(path)) < 0)
+        return -ENAMETOOLONG;
+    for (tries = 0; tries < 8; tries++) {
+        fd = open(path, create ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDWR | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -errno;
+        if (flock(fd, op) < 0) {
+            close(fd);
+            return -EIO;
+        }
+        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev)
+            return fd;
+        close(fd);                          /* renamed away while we waited: again */
+        if (!create)
+            return -ENOENT;
+    }
+    return -EAGAIN;
+}
+
+/* The slot of oid (under asm_lock); with make, a new one when none (a
+ * free slot, else one not in use).  NULL when none. */
+static struct mfs_hubd_asm *asm_find(struct mfs_hubd_srv *srv, const char *oid, bool make)
+{
+    struct mfs_hubd_asm *spare = NULL;
+    size_t i;
+
+    for (i = 0; i < MFS_HUBD_ASM_MAX; i++) {
+        struct mfs_hubd_asm *a = &srv->asms[i];
+
+        if (!strcmp(a->oid, oid))
+            return a;
+        if (!a->busy && (!spare || !a->oid[0]))
+            spare = a;
+    }
+    if (!make || !spare)
+        return NULL;
+    mfs_hash_free(spare->h);
+    memset(spare, 0, sizeof(*spare));
+    snprintf(spare->oid, sizeof(spare->oid), "%s", oid);
+    spare->gen = ++srv->asm_gen;
+    return spare;
+}
+
+/* Forget what slot a hashed (under asm_lock). */
+static void asm_reset(struct mfs_hubd_srv *srv, struct mfs_hubd_asm *a)
+{
+    mfs_hash_free(a->h);
+    a->h = NULL;
+    a->next = 0;
+    a->busy = false;
+    a->gen = ++srv->asm_gen;
+}
+
+/* A part PUT at r->up_off starts: hash it on the way in when it is the
+ * next one in order. */
+static void asm_part_start(struct mfs_hubd_req *r, const char *oid)
+{
+    struct mfs_hubd_srv *srv = r->srv;
+    struct mfs_hubd_asm *a;
+
+    pthread_mutex_lock(&srv->asm_lock);
+    a = asm_find(srv, oid, true);
+    if (a && r->up_off < a->next + (a->busy ? MFS_HUBD_PART_SIZE : 0) &&
+        !(r->up_off == a->next && !a->busy))
+        asm_reset(srv, a);                  /* it rewrites hashed bytes */
+    if (a && r->up_off == a->next && !a->busy) {
+        r->up_sha = a->h ? a->h : (a->next == 0 ? mfs_hash_new(MFS_HASH_SHA256) : NULL);
+        a->h = NULL;
+        if (r->up_sha) {
+            a->busy = true;
+            r->up_gen = a->gen;
+        }
+    }
+    pthread_mutex_unlock(&srv->asm_lock);
+}
+
+/* The part PUT that hashed (r->up_sha) ends: ok, its bytes extend the
+ * slot's hash; else the slot is reset. */
+static void asm_part_end(struct mfs_hubd_req *r, bool ok)
+{
+    struct mfs_hubd_srv *srv = r->srv;
+    struct mfs_hubd_asm *a;
+
+    if (!r->up_part || !r->up_sha)
+        return;
+    pthread_mutex_lock(&srv->asm_lock);
+    a = asm_find(srv, r->seg[1], false);
+    if (a && a->gen == r->up_gen && a->busy) {
+        if (ok) {
+            a->h = r->up_sha;
+            a->next = r->up_off + r->up_len;
+            a->busy = false;
+            r->up_sha = NULL;
+        } else {
+            asm_reset(srv, a);
+        }
+    }
+    pthread_mutex_unlock(&srv->asm_lock);
+    mfs_hash_free(r->up_sha);
+    r->up_sha = NULL;
+}
+
+void mfs_hubd_part_abort(struct mfs_hubd_req *r)
+{
+    asm_part_end(r, false);
+}
+
+void mfs_hubd_asm_release(struct mfs_hubd_srv *srv)
+{
+    size_t i;
+
+    for (i = 0; i < MFS_HUBD_ASM_MAX; i++) {
+        mfs_hash_free(srv->asms[i].h);
+        srv->asms[i].h = NULL;
+    }
+}
+
+/* The completion takes oid's slot: the hash of [0, *next), or NULL. */
+static struct mfs_hash *asm_take(struct mfs_hubd_req *r, const char *oid, uint64_t total,
+                                 uint64_t *next)
+{
+    struct mfs_hubd_srv *srv = r->srv;
+    struct mfs_hubd_asm *a;
+    struct mfs_hash *h = NULL;
+
+    *next = 0;
+    pthread_mutex_lock(&srv->asm_lock);
+    a = asm_find(srv, oid, false);
+    if (a && !a->busy && a->h && a->next <= total) {
+        h = a->h;
+        *next = a->next;
+        a->h = NULL;
+    }
+    if (a) {
+        asm_reset(srv, a);
+        a->oid[0] = '\0';
+    }
+    pthread_mutex_unlock(&srv->asm_lock);
+    return h;
+}
+
+enum MHD_Result mfs_hubd_part_start(struct mfs_hubd_req *r)
+{
+    char part[PATH_MAX];
+    char *end = NULL;
+    unsigned long k = strtoul(r->seg[2], &end, 10);
+    int fd;
+
+    if (!end || *end || k < 1 || k > MFS_HUBD_PARTS_MAX)
+        return mfs_hubd_reply_error(r, 400, NULL, "invalid part number '%s'", r->seg[2]);
+    /* A part sent again: until it has all arrived, the old record is void. */
+    if (mfs_hubd_part_path(r->srv->store, r->seg[1], (unsigned)k, part, sizeof(part)) < 0)
+        return mfs_hubd_reply_error(r, 500, NULL, "hub root path too long");
+    unlink(part);
+    fd = assembly_open(r, r->seg[1], true, LOCK_SH);
+    if (fd < 0)
+        return mfs_hubd_reply_error(r, 500, NULL, "cannot stage an upload: %s", strerror(-fd));
+    r->up_fd = fd;
+    r->up_part = (unsigned)k;
+    r->up_off = (uint64_t)(k - 1) * MFS_HUBD_PART_SIZE;
+    asm_part_start(r, r->seg[1]);
+    return MHD_YES;
+}
+
+/* The end of a part PUT: record its length; the ETag names the part. */
+static enum MHD_Result part_done(struct mfs_hubd_req *r, const char *oid)
+{
+    struct MHD_Response *resp;
+    char part[PATH_MAX];
+    char tmp[PATH_MAX];
+    char text[32];
+    char etag[80];
+    int n;
+    int fd;
+
+    /* Before the lock goes: a completion then finds the slot up to date. */
+    asm_part_end(r, !r->up_oversize && !r->body_too_big);
+    close(r->up_fd);                        /* drops the shared lock */
+    r->up_fd = -1;
+    if (r->up_oversize)
+        return mfs_hubd_reply_error(r, 400, NULL, "part %u is larger than chunk_size (%u "
+                                    "bytes)", r->up_part, MFS_HUBD_PART_SIZE);
+    if (r->body_too_big)
+        return mfs_hubd_reply_error(r, 507, NULL, "cannot write the upload to disk");
+    mfs_hubd_part_path(r->srv->store, oid, r->up_part, part, sizeof(part));
+    n = snprintf(text, sizeof(text), "%" PRIu64 "\n", r->up_len);
+    fd = mfs_hubd_tmp_path(r->srv->store, "partlen", tmp, sizeof(tmp)) < 0 ? -1
+         : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return mfs_hubd_reply_error(r, 500, NULL, "cannot keep part %u: %s", r->up_part,
+                                    strerror(errno));
+    if (write(fd, text, (size_t)n) != n || close(fd) < 0 || rename(tmp, part) < 0) {
+        unlink(tmp);
+        return mfs_hubd_reply_error(r, 507, NULL, "cannot keep part %u", r->up_part);
+    }
+    resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    snprintf(etag, sizeof(etag), "\"%.16s-%u-%" PRIu64 "\"", oid, r->up_part, r->up_len);
+    MHD_add_response_header(resp, "ETag", etag);
+    return mfs_hubd_reply(r, 200, resp);
+}
+
+/* The recorded length of part k of oid: 0, or -ENOENT (never completed). */
+static int part_len(struct mfs_hubd_req *r, const char *oid, long k, uint64_t *len)
+{
+    char part[PATH_MAX];
+    char text[32];
+    char *end = NULL;
+    ssize_t n;
+    int fd;
+
+    mfs_hubd_part_path(r->srv->store, oid, (unsigned)k, part, sizeof(part));
+    fd = open(part, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -ENOENT;
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    *len = strtoull(text, &end, 10);
+    return n > 0 && end != text && *end == '\n' ? 0 : -ENOENT;
+}
+
+/* Multipart completion: the parts must be 1..N, each chunk_size bytes but
+ * the last; their assembly file is then the object (see the header). */
 static enum MHD_Result complete_multipart(struct mfs_hubd_req *r, const char *oid)
 {
     struct mfs_err err = MFS_ERR_INIT;
     struct mfs_hash *h = NULL;
     char tmp[PATH_MAX];
+    char path[PATH_MAX];
     char part[PATH_MAX];
     char got[65];
     char *buf = NULL;
     long *nums = NULL;
+    uint64_t total = 0;
+    uint64_t len = 0;
+    uint64_t off;
     size_t n = 0;
+    size_t m = 0;
     size_t i;
     cJSON *body;
     cJSON *parts;
     cJSON *p;
-    int out = -1;
+    int fd = -1;
     enum MHD_Result ret;
 
+    tmp[0] = '\0';
     body = mfs_hubd_body_json(r);
     if (!body)
         return MHD_YES;
@@ -608,9 +868,8 @@ static enum MHD_Result complete_multipart(struct mfs_hubd_req *r, const char *oi
         return mfs_hubd_reply_error(r, 400, NULL, "'parts' must be a non-empty array");
     }
     nums = calloc((size_t)cJSON_GetArraySize(parts), sizeof(*nums));
-    buf = malloc(1 << 20);
-    h = mfs_hash_new(MFS_HASH_SHA256);
-    if (!nums || !buf || !h) {
+    buf = malloc(MFS_HUBD_HASH_BUF);
+    if (!nums || !buf) {
         ret = mfs_hubd_reply_error(r, 500, NULL, "out of memory");
         goto out_free;
     }
@@ -624,37 +883,72 @@ static enum MHD_Result complete_multipart(struct mfs_hubd_req *r, const char *oi
         nums[n++] = (long)pn->valuedouble;
     }
     qsort(nums, n, sizeof(*nums), cmp_part);
-    out = mfs_hubd_tmp_path(r->srv->store, "multipart", tmp, sizeof(tmp)) < 0 ? -1
-          : open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
-    if (out < 0) {
-        ret = mfs_hubd_reply_error(r, 500, NULL, "cannot stage an upload: %s", strerror(errno));
-        goto out_free;
-    }
     for (i = 0; i < n; i++) {
-        ssize_t k;
-        int in;
-
         if (i > 0 && nums[i] == nums[i - 1])
             continue;
-        mfs_hubd_part_path(r->srv->store, oid, (unsigned)nums[i], part, sizeof(part));
-        in = open(part, O_RDONLY);
-        if (in < 0) {
+        if (nums[i] != (long)m + 1) {
+            ret = mfs_hubd_reply_error(r, 400, NULL, "parts must be numbered 1 to N: no part "
+                                       "%zu", m + 1);
+            goto out_free;
+        }
+        nums[m++] = nums[i];
+    }
+    for (i = 0; i < m; i++) {
+        if (part_len(r, oid, nums[i], &len) < 0) {
             ret = mfs_hubd_reply_error(r, 400, NULL, "part %ld of %s was not uploaded",
                                        nums[i], oid);
+            goto out_free;
+        }
+        if (i + 1 < m && len != MFS_HUBD_PART_SIZE) {
+            ret = mfs_hubd_reply_error(r, 400, NULL, "part %ld holds %" PRIu64 " bytes, not "
+                                       "chunk_size (%u)", nums[i], len, MFS_HUBD_PART_SIZE);
+            goto out_free;
+        }
+        total += len;
+    }
+    /* Exclusive: no part write is under way, none can reach it once renamed. */
+    fd = assembly_open(r, oid, false, LOCK_EX);
+    if (fd < 0) {
+        ret = mfs_hubd_reply_error(r, fd == -ENOENT ? 400 : 500, NULL, "no parts of %s to "
+                                   "assemble: %s", oid, strerror(-fd));
+        goto out_free;
+    }
+    if (mfs_hubd_assembly_path(r->srv->store, oid, path, sizeof(path)) < 0 ||
+        mfs_hubd_tmp_path(r->srv->store, "multipart", tmp, sizeof(tmp)) < 0 ||
+        rename(path, tmp) < 0) {
+        tmp[0] = '\0';
+        ret = mfs_hubd_reply_error(r, 500, NULL, "cannot assemble an upload: %s",
+                                   strerror(errno));
+        goto out_close;
+    }
+    /* A longer file is left from an earlier try with more parts. */
+    if (ftruncate(fd, (off_t)total) < 0) {
+        ret = mfs_hubd_reply_error(r, 507, NULL, "cannot assemble an upload: %s",
+                                   strerror(errno));
+        goto out_unlink;
+    }
+    /* What came in order is hashed already: only the rest is read. */
+    h = asm_take(r, oid, total, &off);
+    if (!h)
+        h = mfs_hash_new(MFS_HASH_SHA256);
+    if (!h) {
+        ret = mfs_hubd_reply_error(r, 500, NULL, "out of memory");
+        goto out_unlink;
+    }
+    while (off < total) {
+        size_t want = total - off < MFS_HUBD_HASH_BUF ? (size_t)(total - off) : MFS_HUBD_HASH_BUF;
+        ssize_t k = pread(fd, buf, want, (off_t)off);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            ret = mfs_hubd_reply_error(r, 500, NULL, "cannot read an upload: %s",
+                                       k < 0 ? strerror(errno) : "short file");
             goto out_unlink;
         }
-        while ((k = read(in, buf, 1 << 20)) > 0) {
-            mfs_hash_update(h, buf, (size_t)k);
-            if (write(out, buf, (size_t)k) != k) {
-                close(in);
-                ret = mfs_hubd_reply_error(r, 507, NULL, "cannot write an upload");
-                goto out_unlink;
-            }
-        }
-        close(in);
+        mfs_hash_update(h, buf, (size_t)k);
+        off += (uint64_t)k;
     }
-    close(out);
-    out = -1;
     mfs_hash_final_hex(h, got);
     h = NULL;
     if (strcmp(got, oid)) {
@@ -663,19 +957,20 @@ static enum MHD_Result complete_multipart(struct mfs_hubd_req *r, const char *oi
     }
     if (mfs_hubd_blob_adopt(r->srv->store, tmp, oid, &err) < 0) {
         ret = mfs_hubd_reply_error(r, 500, NULL, "%s", err.msg);
-        goto out_free;
+        goto out_unlink;
     }
-    for (i = 0; i < n; i++) {
+    tmp[0] = '\0';
+    for (i = 0; i < m; i++) {
         mfs_hubd_part_path(r->srv->store, oid, (unsigned)nums[i], part, sizeof(part));
         unlink(part);
     }
     ret = mfs_hubd_reply_json(r, 200, cJSON_CreateObject());
-    goto out_free;
+    goto out_close;
 
 out_unlink:
-    if (out >= 0)
-        close(out);
     unlink(tmp);
+out_close:
+    close(fd);
 out_free:
     mfs_hash_free(h);
     free(nums);
@@ -689,9 +984,6 @@ enum MHD_Result mfs_hubd_route_lfs_upload(struct mfs_hubd_req *r)
     struct mfs_err err = MFS_ERR_INIT;
     const char *oid = r->seg[1];
     char got[65];
-    char part[PATH_MAX];
-    char etag[80];
-    struct MHD_Response *resp;
 
     if (!mfs_hash_is_hex(oid, 64) || !mfs_hubd_sig_ok(r, oid))
         return mfs_hubd_reply_error(r, 403, NULL, "upload URL is not signed or has expired");
@@ -699,30 +991,14 @@ enum MHD_Result mfs_hubd_route_lfs_upload(struct mfs_hubd_req *r)
         return complete_multipart(r, oid);
     if (strcmp(r->method, "PUT") || r->up_fd < 0 || r->nseg > 3)
         return mfs_hubd_reply_error(r, 405, NULL, "LFS uploads take PUT");
+    if (r->up_part)
+        return part_done(r, oid);
     close(r->up_fd);
     r->up_fd = -1;
     mfs_hash_final_hex(r->up_sha, got);
     r->up_sha = NULL;
     if (r->body_too_big)
         return mfs_hubd_reply_error(r, 507, NULL, "cannot write the upload to disk");
-    if (r->nseg == 3) {
-        char *end = NULL;
-        unsigned long k = strtoul(r->seg[2], &end, 10);
-
-        if (!end || *end || k < 1 || k > MFS_HUBD_PARTS_MAX)
-            return mfs_hubd_reply_error(r, 400, NULL, "invalid part number '%s'", r->seg[2]);
-        mfs_hubd_part_path(r->srv->store, oid, (unsigned)k, part, sizeof(part));
-        if (rename(r->up_tmp, part) < 0)
-            return mfs_hubd_reply_error(r, 500, NULL, "cannot keep part %lu: %s", k,
-                                        strerror(errno));
-        r->up_tmp[0] = '\0';
-        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        if (!resp)
-            return MHD_NO;
-        snprintf(etag, sizeof(etag), "\"%s\"", got);
-        MHD_add_response_header(resp, "ETag", etag);
-        return mfs_hubd_reply(r, 200, resp);
-    }
     if (strcmp(got, oid))
         return mfs_hubd_reply_error(r, 400, NULL, "uploaded bytes hash to %s, not %s (%" PRIu64
                                     " bytes)", got, oid, r->up_len);

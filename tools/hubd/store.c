@@ -1399,6 +1399,13 @@ out_unlock:
     return rc;
 }
 
+int mfs_hubd_assembly_path(struct mfs_hubd_store *st, const char *oid, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%s/tmp/assembly-%s", st->root, oid);
+
+    return (n < 0 || (size_t)n >= size) ? -ENAMETOOLONG : 0;
+}
+
 int mfs_hubd_part_path(struct mfs_hubd_store *st, const char *oid, unsigned part, char *buf,
                        size_t size)
 {
