@@ -61,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +72,7 @@
 #define STAGE_FLUSH_BYTES (8u << 20)        /* full chunks written per batch transaction */
 #define STAGE_MAX_BUFFERED (64u << 20)      /* buffered chunk bytes that force a flush */
 #define STAGE_CKPT_PAGES 1024               /* WAL pages (64 KiB) that wake the checkpointer */
+#define STAGE_PAGE_SIZE 65536               /* bytes per page: the PRAGMA page_size below */
 #define STAGE_CKPT_BUSY_MS 100              /* the checkpointer's wait for readers, at most */
 #define STAGE_GC_ROWS 64                    /* chunk rows (16 MiB) per lazy GC transaction */
 #define STAGE_GC_DELAY_MS 1000              /* lazy GC starts this long after a clear */
@@ -184,8 +186,8 @@ struct mfs_stage {
     pthread_t ckpt_thread;
     bool ckpt_started;
     pthread_mutex_t ckpt_lock;              /* guards the two below */
-    pthread_cond_t ckpt_cond;               /* ckpt_pages grew, gc_pending, or ckpt_stop */
-    int ckpt_pages;                         /* WAL pages at the last commit */
+    pthread_cond_t ckpt_cond;               /* ckpt_due, gc_pending, or ckpt_stop */
+    bool ckpt_due;                          /* the WAL passed the checkpoint threshold */
     bool ckpt_stop;
     /* mfs_stage_clear_upto() leaves the data of the entries it dropped to
      * this thread too: deleting a pushed 5 GB file's chunk rows reads every
@@ -848,13 +850,32 @@ out_free_path:
 
 /* ---- open / close ---------------------------------------------------------- */
 
+/* WAL pages after which the checkpointer runs: STAGE_CKPT_PAGES, or a
+ * quarter of the room left on the cache's disk when that is less.  Staged
+ * bytes sit in the WAL until a checkpoint copies them into the database
+ * file, and the copy needs room of its own: on a small disk, a WAL let grow
+ * to the full threshold would leave no room for the copy, and then not even
+ * a deletion (itself a WAL append) could free anything. */
+static int stage_ckpt_limit(const struct mfs_stage *s)
+{
+    struct statvfs v;
+    uint64_t room;
+
+    if (statvfs(s->db_path, &v) != 0)
+        return STAGE_CKPT_PAGES;
+    room = (uint64_t)v.f_bavail * v.f_frsize / STAGE_PAGE_SIZE / 4;
+    if (room >= STAGE_CKPT_PAGES)
+        return STAGE_CKPT_PAGES;
+    return room > 0 ? (int)room : 1;
+}
+
 static int stage_wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
 {
     struct mfs_stage *s = ctx;
 
-    if (pages >= STAGE_CKPT_PAGES) {
+    if (pages >= STAGE_CKPT_PAGES || pages >= stage_ckpt_limit(s)) {
         pthread_mutex_lock(&s->ckpt_lock);
-        s->ckpt_pages = pages;
+        s->ckpt_due = true;
         pthread_cond_signal(&s->ckpt_cond);
         pthread_mutex_unlock(&s->ckpt_lock);
     }
@@ -992,7 +1013,7 @@ static void *stage_ckpt_main(void *arg)
 
     pthread_mutex_lock(&s->ckpt_lock);
     for (;;) {
-        while (!s->ckpt_stop && s->ckpt_pages < STAGE_CKPT_PAGES && !s->gc_pending)
+        while (!s->ckpt_stop && !s->ckpt_due && !s->gc_pending)
             pthread_cond_wait(&s->ckpt_cond, &s->ckpt_lock);
         if (s->ckpt_stop)
             break;
@@ -1003,7 +1024,7 @@ static void *stage_ckpt_main(void *arg)
             pthread_mutex_lock(&s->ckpt_lock);
             continue;                       /* the deletions may have grown the WAL */
         }
-        s->ckpt_pages = 0;
+        s->ckpt_due = false;
         pthread_mutex_unlock(&s->ckpt_lock);
         if (!db && sqlite3_open_v2(s->db_path, &db, SQLITE_OPEN_READWRITE |
                                    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
