@@ -5,9 +5,11 @@
  * A push turns the stage (cache/stage.h) into operations over the commit
  * the mount shows: each FILE entry is an add (its bytes read through the
  * stage; an unchanged remote blob carries its known sha256/git oid so it is
- * never hashed nor sent again), each whiteout of a file or folder of the
- * base tree a deletion (whiteouts of paths the base does not have are
- * dropped: they were already pushed), empty made folders nothing.  Then
+ * never hashed nor sent again, and a file the stage hashed while it was
+ * written in order, mfs_stage_entry.sha256, is not hashed again), each
+ * whiteout of a file or folder of the base tree a deletion (whiteouts of
+ * paths the base does not have are dropped: they were already pushed),
+ * empty made folders nothing.  Then
  * mfs_hub_commit() with parent_commit = the base commit: preupload drops
  * files the remote already holds, LFS files go through the batch API
  * (basic or multipart), the rest inline, all as ONE commit.  On success the

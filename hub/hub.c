@@ -679,6 +679,9 @@ static void hub_setup_send(CURL *c, struct hub_xfer *x, const struct mfs_hub_sen
 {
     if (s->read) {
         curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        /* libcurl asks the read callback for 64 KiB at a time by default:
+         * a stage read per 64 KiB costs more than the bytes. */
+        curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 2L << 20);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, hub_on_read);
         curl_easy_setopt(c, CURLOPT_READDATA, x);
         curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, hub_on_seek);
