@@ -296,8 +296,10 @@ static enum MHD_Result flaky_handler(void *cls, struct MHD_Connection *c, const 
     }
     pthread_mutex_unlock(&f->lock);
     if (f->answer && status == 200 && !strcmp(method, "POST"))
+        /* A copy: the test frees the answer once the client has given up,
+         * which may be before the server has finished sending it. */
         r = MHD_create_response_from_buffer(strlen(f->answer), (void *)f->answer,
-                                            MHD_RESPMEM_PERSISTENT);
+                                            MHD_RESPMEM_MUST_COPY);
     else
         r = MHD_create_response_from_buffer(2, (void *)"{}", MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(r, "ETag", "\"part-etag\"");
