@@ -253,8 +253,11 @@ static int cpu_open(struct mfs_be *be, int device, int n_threads, struct mfs_err
     }
     if (n_threads > 256)
         n_threads = 256;
-    /* Each sgemm runs single-threaded inside one of our workers; idempotent. */
-    openblas_set_num_threads(1);
+    /* Each sgemm runs single-threaded inside one of our workers.  Only when
+     * needed: after the mount's fork a set call restarts OpenBLAS's own
+     * threads, which then spin for ~0.1 CPU-s, slowing the first load. */
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
     cb = calloc(1, sizeof(*cb));
     if (!cb)
         return mfs_err_set(err, -ENOMEM, "cannot open cpu backend: out of memory");
