@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "check_hub.h"
 #include "common/hash.h"
 #include "hub/hub.h"
 #include "hub/hub_int.h"
@@ -24,12 +25,6 @@
 
 #define TOKEN "hf_uploadtesttoken"
 #define REPO "alice/up"
-
-struct server {
-    pid_t pid;
-    FILE *out;                              /* its stdout (kept open: no SIGPIPE) */
-    char url[128];
-};
 
 /* Bytes from memory. */
 struct mem_src {
@@ -107,63 +102,6 @@ static int collect_sink(void *ctx, const void *data, size_t len)
     memcpy(c->buf + c->len, data, len);
     c->len += len;
     return 0;
-}
-
-static int server_start(struct server *s, const char *dir)
-{
-    char root[512];
-    char tokens[512];
-    char errlog[512];
-    char line[256];
-    const char *bin = getenv("MFS_BIN");
-    int fds[2];
-    FILE *f;
-
-    memset(s, 0, sizeof(*s));
-    if (!bin || !*bin)
-        bin = "build/modelfs";
-    snprintf(root, sizeof(root), "%s/hub", dir);
-    snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
-    snprintf(errlog, sizeof(errlog), "%s/hub.err", dir);
-    mkdir(root, 0755);
-    f = fopen(tokens, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "%s alice\nhf_othertoken bob\n", TOKEN);
-    fclose(f);
-    if (pipe(fds) < 0)
-        return -1;
-    s->pid = fork();
-    if (s->pid < 0)
-        return -1;
-    if (s->pid == 0) {
-        int e = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-        dup2(fds[1], 1);
-        if (e >= 0)
-            dup2(e, 2);
-        close(fds[0]);
-        execl(bin, bin, "hub", "serve", "--root", root, "--host", "127.0.0.1", "--port", "0",
-              "--token-file", tokens, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    s->out = fdopen(fds[0], "r");
-    if (!s->out || !fgets(line, sizeof(line), s->out))
-        return -1;
-    if (sscanf(line, "modelfs hub: serving %127s", s->url) != 1)
-        return -1;
-    return 0;
-}
-
-static void server_stop(struct server *s)
-{
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        waitpid(s->pid, NULL, 0);
-    }
-    if (s->out)
-        fclose(s->out);
 }
 
 static struct mfs_hub *hub_for(const char *url, const char *token)
@@ -505,7 +443,7 @@ int main(void)
     struct mfs_hub *hub = NULL;
     struct mfs_hub *anon = NULL;
     struct mfs_entry e;
-    struct server srv;
+    struct check_hub srv;
     struct prog prog = { 0 };
     char initial[41];
     char first[41];
@@ -517,9 +455,9 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     if (!tmpdir || !*tmpdir)
         tmpdir = mkdtemp(dirbuf);
-    if (server_start(&srv, tmpdir) < 0) {
+    if (check_hub_start(&srv, tmpdir, TOKEN " alice\nhf_othertoken bob\n", NULL) < 0) {
         printf("not ok - start the local hub (MFS_BIN=%s)\n", getenv("MFS_BIN"));
-        server_stop(&srv);
+        check_hub_stop(&srv);
         return 1;
     }
     hub = hub_for(srv.url, TOKEN);
@@ -830,7 +768,7 @@ int main(void)
 
     mfs_hub_free(&anon);
     mfs_hub_free(&hub);
-    server_stop(&srv);
+    check_hub_stop(&srv);
     test_retries();
     return check_done();
 }

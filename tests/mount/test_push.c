@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "check_hub.h"
 #include "cache/cache.h"
 #include "cache/stage.h"
 #include "common/buf.h"
@@ -33,71 +34,6 @@
 
 #define TOKEN "hf_pushtesttoken"
 #define REPO "alice/pushed"
-
-struct server {
-    pid_t pid;
-    FILE *out;                              /* its stdout (kept open: no SIGPIPE) */
-    char url[128];
-};
-
-static int server_start(struct server *s, const char *dir, const char *delay_ms)
-{
-    char root[512];
-    char tokens[512];
-    char errlog[512];
-    char line[256];
-    const char *bin = getenv("MFS_BIN");
-    int fds[2];
-    FILE *f;
-
-    memset(s, 0, sizeof(*s));
-    if (!bin || !*bin)
-        bin = "build/modelfs";
-    snprintf(root, sizeof(root), "%s/hub", dir);
-    snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
-    snprintf(errlog, sizeof(errlog), "%s/hub.err", dir);
-    mkdir(root, 0755);
-    f = fopen(tokens, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "%s alice\n", TOKEN);
-    fclose(f);
-    if (pipe(fds) < 0)
-        return -1;
-    s->pid = fork();
-    if (s->pid < 0)
-        return -1;
-    if (s->pid == 0) {
-        int e = open(errlog, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-        dup2(fds[1], 1);
-        if (e >= 0)
-            dup2(e, 2);
-        close(fds[0]);
-        execl(bin, bin, "hub", "serve", "--root", root, "--host", "127.0.0.1", "--port", "0",
-              "--token-file", tokens, "--delay-ms", delay_ms, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    s->out = fdopen(fds[0], "r");
-    if (!s->out || !fgets(line, sizeof(line), s->out))
-        return -1;
-    if (sscanf(line, "modelfs hub: serving %127s", s->url) != 1)
-        return -1;
-    return 0;
-}
-
-static void server_stop(struct server *s)
-{
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        waitpid(s->pid, NULL, 0);
-        s->pid = 0;
-    }
-    if (s->out)
-        fclose(s->out);
-    s->out = NULL;
-}
 
 static struct mfs_hub *hub_for(const char *url)
 {
@@ -335,7 +271,7 @@ int main(void)
     struct mfs_hub *hub = NULL;
     struct base_src bs = { 0 };
     struct base b;
-    struct server srv;
+    struct check_hub srv;
     struct mfs_buf json = MFS_BUF_INIT;
     const struct mfs_entry *e;
     char head[41];
@@ -357,9 +293,9 @@ int main(void)
     for (i = 0; i < sizeof(big); i++)
         big[i] = gen_byte(i * 11 + 1);
     big[1] = 0;
-    if (server_start(&srv, tmpdir, "0") < 0) {
+    if (check_hub_start(&srv, tmpdir, TOKEN " alice\n", "0") < 0) {
         printf("not ok - start the local hub (MFS_BIN=%s)\n", getenv("MFS_BIN"));
-        server_stop(&srv);
+        check_hub_stop(&srv);
         return 1;
     }
     hub = hub_for(srv.url);
@@ -376,7 +312,7 @@ int main(void)
     rc = mfs_stage_open(cache_dir, &repo, "main", base_read, &bs, &stage, &err);
     CHECK(rc == 0, "open the stage: %s", err.msg);
     if (rc < 0 || !cache) {
-        server_stop(&srv);
+        check_hub_stop(&srv);
         return check_done();
     }
     pcfg.hub = hub;
@@ -562,8 +498,8 @@ int main(void)
      * server, the change made once the upload has started. */
     mfs_push_free(&push);
     mfs_hub_free(&hub);
-    server_stop(&srv);
-    if (server_start(&srv, tmpdir, "300") < 0) {
+    check_hub_stop(&srv);
+    if (check_hub_start(&srv, tmpdir, TOKEN " alice\n", "300") < 0) {
         CHECK(0, "restart the hub slowed");
         goto out;
     }
@@ -608,6 +544,6 @@ out:
     mfs_stage_close(&stage);
     mfs_cache_close(&cache);
     mfs_hub_free(&hub);
-    server_stop(&srv);
+    check_hub_stop(&srv);
     return check_done();
 }
