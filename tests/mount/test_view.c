@@ -66,27 +66,6 @@ static ssize_t pattern_read(void *ctx, const struct mfs_entry *e, uint64_t strea
     return (ssize_t)len;
 }
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *p;
-    long sz;
-
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    p = malloc((size_t)sz + 1);
-    if (p && fread(p, 1, (size_t)sz, f) != (size_t)sz) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)sz;
-    return p;
-}
-
 struct names {
     char list[64][128];
     uint64_t offs[64];
@@ -342,7 +321,7 @@ static void test_tensors(const char *model)
         if (!strstr(e[i].path, ".safetensors") || strstr(e[i].path, ".json"))
             continue;
         snprintf(path, sizeof(path), "%s/%s", dr.dir, e[i].path);
-        blob = slurp(path, &flen);
+        blob = (unsigned char *)check_slurp(path, &flen);
         if (!blob)
             continue;
         for (k = 7; k >= 0; k--)

@@ -63,34 +63,12 @@ static ssize_t base_read(void *ctx, const struct mfs_entry *e, uint64_t off, siz
     return disk_read(e, off, len, buf, err);
 }
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *p;
-    long sz;
-
-    *n = 0;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    p = malloc((size_t)sz + 1);
-    if (p && fread(p, 1, (size_t)sz, f) != (size_t)sz) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)sz;
-    return p;
-}
-
 static unsigned char *model_file(const char *name, size_t *n)
 {
     char path[2048];
 
     snprintf(path, sizeof(path), "%s/%s", g_dir, name);
-    return slurp(path, n);
+    return (unsigned char *)check_slurp(path, n);
 }
 
 /* Inode of path ("a/b") in v, 0 if missing (counts lookups: tests only). */
