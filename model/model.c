@@ -812,8 +812,10 @@ int mfs_model_load_vector_rows(struct mfs_model_loader *ld, const char *name, in
 
 /* ---- load / free ---- */
 
+/* OUT: *config (free()), config.json's text, *config_len its bytes. */
 static int load_configs(struct mfs_model *m, const struct mfs_ckpt_file *files, size_t n,
-                        const struct mfs_ckpt_io *io, struct mfs_err *err)
+                        const struct mfs_ckpt_io *io, char **config, size_t *config_len,
+                        struct mfs_err *err)
 {
     const struct mfs_ckpt_file *f = find_file(files, n, "config.json");
     char *text = NULL;
@@ -821,12 +823,11 @@ static int load_configs(struct mfs_model *m, const struct mfs_ckpt_file *files, 
 
     if (!f)
         return mfs_err_set(err, -ENOENT, "cannot load model: no 'config.json' in the repo");
-    rc = read_small(io, f, &text, err);
+    rc = read_small(io, f, config, err);
     if (rc < 0)
         return rc;
-    rc = mfs_model_config_parse(text, (size_t)f->size, &m->cfg, err);
-    free(text);
-    text = NULL;
+    *config_len = (size_t)f->size;
+    rc = mfs_model_config_parse(*config, *config_len, &m->cfg, err);
     if (rc < 0)
         return rc;
     if (m->cfg.arch == MFS_ARCH_UNKNOWN)
@@ -850,8 +851,11 @@ int mfs_model_load(const struct mfs_ckpt_file *files, size_t n, const struct mfs
                    struct mfs_err *err)
 {
     struct mfs_model_loader ld = { 0 };
+    struct mfs_model_readahead *ra = NULL;
     struct mfs_ckpt *ckpt = NULL;
     struct mfs_model *m;
+    char *config = NULL;
+    size_t config_len = 0;
     int rc;
 
     *mp = NULL;
@@ -861,7 +865,7 @@ int mfs_model_load(const struct mfs_ckpt_file *files, size_t n, const struct mfs
     snprintf(m->device, sizeof(m->device), "%s",
              opts && opts->device[0] ? opts->device : "cpu");
     m->dtype = opts ? opts->dtype : MFS_MODEL_DTYPE_AUTO;
-    rc = load_configs(m, files, n, io, err);
+    rc = load_configs(m, files, n, io, &config, &config_len, err);
     if (rc < 0)
         goto out_free_model;
     rc = mfs_ckpt_open(files, n, NULL, io, &ckpt, err);
@@ -876,7 +880,9 @@ int mfs_model_load(const struct mfs_ckpt_file *files, size_t n, const struct mfs
         goto out_free_ckpt;
     ld.m = m;
     ld.ckpt = ckpt;
-    ld.io = io;
+    /* A failed start only loses the overlap of reading with computing. */
+    (void)mfs_model_readahead_start(ckpt, io, config, config_len, &ra);
+    ld.io = mfs_model_readahead_io(ra, io);
     ld.prefix = "";
     /* As many loading threads as compute threads: the user's threads=
      * says how much of the machine the model may use. */
@@ -899,17 +905,20 @@ int mfs_model_load(const struct mfs_ckpt_file *files, size_t n, const struct mfs
         break;
     }
     pool_stop(&ld.pool);
+    mfs_model_readahead_stop(&ra);
     free(ld.raw);
     free(ld.stage);
     if (rc < 0)
         goto out_free_ckpt;
     mfs_ckpt_free(&ckpt);
+    free(config);
     *mp = m;
     return 0;
 
 out_free_ckpt:
     mfs_ckpt_free(&ckpt);
 out_free_model:
+    free(config);
     mfs_model_free(&m);
     return rc;
 }

@@ -64,6 +64,24 @@ struct mfs_model {
 };
 
 struct mfs_model_load_pool;
+struct mfs_model_readahead;
+
+#define MFS_MODEL_RA_CHUNK (4u << 20)       /* bytes per read-ahead read */
+#define MFS_MODEL_RA_WINDOW ((uint64_t)256 << 20) /* read at most this far ahead of the loader */
+
+/* Start reading ckpt's tensors through io ahead of the loader, in the
+ * load order of the architecture in config_json (model/readahead.c).  The
+ * loader must then read through mfs_model_readahead_io(), which counts its
+ * progress.  OUT: *rap, to stop even on failure (it may be set then).
+ * -ENOMEM, -EAGAIN (no thread); the load works without it. */
+int mfs_model_readahead_start(const struct mfs_ckpt *ckpt, const struct mfs_ckpt_io *io,
+                              const char *config_json, size_t config_len,
+                              struct mfs_model_readahead **rap);
+/* The io the loader reads through: ra's counting io, or io when ra is NULL. */
+const struct mfs_ckpt_io *mfs_model_readahead_io(const struct mfs_model_readahead *ra,
+                                                 const struct mfs_ckpt_io *io);
+/* Stop the thread (after its current read) and free; *rap becomes NULL. */
+void mfs_model_readahead_stop(struct mfs_model_readahead **rap);
 
 /* Reads tensors of one checkpoint into backend memory. */
 struct mfs_model_loader {
