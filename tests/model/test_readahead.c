@@ -204,7 +204,8 @@ static void test_window_and_order(void)
           (unsigned long long)(a0 / MiB));
     CHECK(load_range(&fx, io, 0, 3) == 0, "the loader's reads pass through unchanged");
     a1 = settle(&f);
-    CHECK(a1 <= MFS_MODEL_RA_WINDOW + 128 * MiB && a1 + MFS_MODEL_RA_CHUNK > a0 + 128 * MiB - 9216 * 3,
+    CHECK(a1 <= MFS_MODEL_RA_WINDOW + 128 * MiB &&
+          a1 + MFS_MODEL_RA_CHUNK > a0 + 128 * MiB - 9216 * 3,
           "128 MiB read by the loader move the window by as much: %llu -> %llu MiB",
           (unsigned long long)(a0 / MiB), (unsigned long long)(a1 / MiB));
     CHECK(load_range(&fx, io, 3, N_LAYERS + 1) == 0, "the rest of the loader's reads are intact");
