@@ -126,7 +126,9 @@ static int grow(void **p, size_t *cap, size_t need)
  * several reads in flight keep the disk busy, and on a warm cache the
  * copies and transposes use every core.  A transposed piece is a slab of
  * checkpoint rows, which is a block of output columns, so the thread that
- * read it transposes it at once while it is still in cache. */
+ * read it transposes it at once while it is still in cache.  Meanwhile
+ * model/readahead.c reads the next tensors, so a cold disk never idles
+ * while every thread computes. */
 #define LOAD_PIECE (4u << 20)               /* checkpoint bytes per piece (one io call) */
 #define LOAD_MAX_HELPERS 7                  /* helper threads at most */
 
