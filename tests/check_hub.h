@@ -8,10 +8,13 @@
  *     check_hub_stop(&h);
  *
  * The server binary is $MFS_BIN (run.sh exports it), else build/modelfs.
+ * Also what such tests share: a download sink into a fixed buffer
+ * (check_collect_sink) and a lookup in a listed tree (check_find_entry).
  */
 #ifndef MFS_TESTS_CHECK_HUB_H
 #define MFS_TESTS_CHECK_HUB_H
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +24,39 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "common/entry.h"
+
+/* Where check_collect_sink puts a download: buf[0..cap), filled to len. */
+struct check_collect {
+    unsigned char *buf;                     /* what arrived, in order */
+    size_t len;
+    size_t cap;
+};
+
+/* A hub sink (ctx: struct check_collect *): appends, -EIO past cap. */
+static inline int check_collect_sink(void *ctx, const void *data, size_t len)
+{
+    struct check_collect *c = ctx;
+
+    if (c->len + len > c->cap)
+        return -EIO;
+    memcpy(c->buf + c->len, data, len);
+    c->len += len;
+    return 0;
+}
+
+/* The entry of v[0..n) with this path, or NULL. */
+static inline const struct mfs_entry *check_find_entry(const struct mfs_entry *v, size_t n,
+                                                       const char *path)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (!strcmp(v[i].path, path))
+            return &v[i];
+    return NULL;
+}
 
 struct check_hub {
     pid_t pid;

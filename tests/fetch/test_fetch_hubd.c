@@ -17,6 +17,7 @@
 
 #include "cache/cache.h"
 #include "check.h"
+#include "check_hub.h"
 #include "common/buf.h"
 #include "common/hash.h"
 #include "fs/fetch.h"
@@ -216,16 +217,6 @@ static bool load_file(const char *model, const char *name, struct file *out)
     return true;
 }
 
-static const struct mfs_entry *find(const struct mfs_entry *v, size_t n, const char *path)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (!strcmp(v[i].path, path))
-            return &v[i];
-    return NULL;
-}
-
 static bool read_odd(struct mfs_fetch *f, const struct mfs_entry *e, uint64_t stream,
                      const struct file *src, struct mfs_err *err)
 {
@@ -340,7 +331,7 @@ int main(void)
     rc = mfs_hub_tree(hub, "org/llama", info.commit, &v, &n, &err);
     CHECK(rc == 0 && n >= 4, "tree: %zu entries: %s", n, err.msg);
     for (i = 0; i < 4; i++) {
-        const struct mfs_entry *e = find(v, n, names[i]);
+        const struct mfs_entry *e = check_find_entry(v, n, names[i]);
         char sha[65];
 
         mfs_hash_sha256_hex(src[i].data, src[i].size, sha);
@@ -357,7 +348,7 @@ int main(void)
     cache = cache_new();
     f = fetch_new(hub, cache, "org/llama", info.commit);
     for (i = 0; i < 4; i++) {
-        const struct mfs_entry *e = find(v, n, names[i]);
+        const struct mfs_entry *e = check_find_entry(v, n, names[i]);
 
         CHECK(e && read_odd(f, e, 10 + i, &src[i], &err) &&
               mfs_cache_is_verified(cache, mfs_entry_content_id(e)),
@@ -373,7 +364,7 @@ int main(void)
         mfs_hub_repo_info(hub, "org/llama-copy", NULL, &info2, NULL);
         f = fetch_new(hub, cache, "org/llama-copy", info2.commit);
         before = srv_content_requests(&s);
-        big = find(v, n, "model.safetensors");
+        big = check_find_entry(v, n, "model.safetensors");
         CHECK(big && read_odd(f, big, 20, &src[2], &err) && srv_content_requests(&s) == before,
               "the same blob in a second repo is not fetched again (%ld requests)",
               srv_content_requests(&s) - before);
@@ -452,7 +443,7 @@ int main(void)
         unsigned char buf[4096];
 
         rc = mfs_hub_tree(authed, "org/private", info.commit, &pv, &pn, &err);
-        pe = rc == 0 ? find(pv, pn, "config.json") : NULL;
+        pe = rc == 0 ? check_find_entry(pv, pn, "config.json") : NULL;
         load_file("stories260K-hf", "config.json", &cfgsrc);
         f = fetch_new(authed, cache, "org/private", info.commit);
         CHECK(pe && mfs_fetch_read(f, pe, 0, 0, sizeof(buf), buf, &err) == (ssize_t)cfgsrc.size &&

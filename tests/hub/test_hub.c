@@ -7,28 +7,12 @@
 #include <time.h>
 
 #include "check.h"
+#include "check_hub.h"
 #include "hub/hub.h"
 #include "hub/hub_int.h"
 #include "hub/mock_hub.h"
 
 #define REPO "org/tiny"
-
-struct collect {
-    unsigned char *buf;                     /* what arrived, in order */
-    size_t len;
-    size_t cap;
-};
-
-static int collect_sink(void *ctx, const void *data, size_t len)
-{
-    struct collect *c = ctx;
-
-    if (c->len + len > c->cap)
-        return -EIO;
-    memcpy(c->buf + c->len, data, len);
-    c->len += len;
-    return 0;
-}
 
 static double now_s(void)
 {
@@ -144,12 +128,12 @@ static void test_hostile(struct mock_hub *m, struct mfs_hub *hub)
 static int read_range(struct mfs_hub *hub, struct mock_hub *m, struct mock_file *f,
                       uint64_t off, uint64_t len, bool *prefix_ok, struct mfs_err *err)
 {
-    struct collect c = { 0 };
+    struct check_collect c = { 0 };
     int rc;
 
     c.cap = (size_t)len;
     c.buf = malloc(c.cap + 1);
-    rc = mfs_hub_get_range(hub, REPO, m->commit, f->path, off, len, collect_sink, &c, err);
+    rc = mfs_hub_get_range(hub, REPO, m->commit, f->path, off, len, check_collect_sink, &c, err);
     /* Never wrong bytes: whatever reached the sink is the file's. */
     *prefix_ok = c.len <= len && !memcmp(c.buf, f->data + off, c.len) &&
                  (rc < 0 || c.len == len);
@@ -175,10 +159,11 @@ static void test_ranges(struct mock_hub *m, struct mfs_hub *hub, struct mock_fil
     }
     rc = read_range(hub, m, f, 0, f->size, &same, &err);
     CHECK(rc == 0 && same, "whole '%s' (%zu bytes) as one range", f->path, f->size);
-    rc = mfs_hub_get_range(hub, REPO, m->commit, "no/such/file", 0, 10, collect_sink, NULL, &err);
+    rc = mfs_hub_get_range(hub, REPO, m->commit, "no/such/file", 0, 10, check_collect_sink, NULL,
+                           &err);
     CHECK(rc == -ENOENT, "missing file -> -ENOENT: %s", err.msg);
     rc = mfs_hub_get_range(hub, REPO, "0000000000000000000000000000000000000000", f->path, 0, 10,
-                           collect_sink, NULL, &err);
+                           check_collect_sink, NULL, &err);
     CHECK(rc == -ENOENT, "unknown commit -> -ENOENT: %s", err.msg);
 }
 
@@ -214,7 +199,7 @@ static void test_faults(struct mock_hub *m, struct mfs_hub *hub, struct mock_fil
     CHECK(rc == 0 && same && s1.requests - s0.requests == 3, "two 503s then success: %llu requests",
           (unsigned long long)(s1.requests - s0.requests));
     atomic_store(&m->fail_count, 100);
-    rc = mfs_hub_get_range(hub, REPO, m->commit, f->path, 0, 10, collect_sink, NULL, &err);
+    rc = mfs_hub_get_range(hub, REPO, m->commit, f->path, 0, 10, check_collect_sink, NULL, &err);
     CHECK(rc == -EIO && strstr(err.msg, "503") && strstr(err.msg, "tries"), "503 forever: %s",
           err.msg);
     atomic_store(&m->mode, MOCK_OK);

@@ -87,23 +87,6 @@ static void on_progress(void *ctx, const char *path, uint64_t done, uint64_t tot
     p->last_total = total;
 }
 
-struct collect {
-    unsigned char *buf;
-    size_t len;
-    size_t cap;
-};
-
-static int collect_sink(void *ctx, const void *data, size_t len)
-{
-    struct collect *c = ctx;
-
-    if (c->len + len > c->cap)
-        return -EIO;
-    memcpy(c->buf + c->len, data, len);
-    c->len += len;
-    return 0;
-}
-
 static struct mfs_hub *hub_for(const char *url, const char *token)
 {
     struct mfs_hub_cfg cfg = { 0 };
@@ -121,7 +104,7 @@ static bool read_back(struct mfs_hub *hub, const char *repo, const char *commit,
                       const char *path, const unsigned char *want, size_t len)
 {
     struct mfs_err err = MFS_ERR_INIT;
-    struct collect c = { 0 };
+    struct check_collect c = { 0 };
     bool same;
     int rc;
 
@@ -140,7 +123,7 @@ static bool read_back(struct mfs_hub *hub, const char *repo, const char *commit,
     }
     c.cap = len;
     c.buf = malloc(len);
-    rc = mfs_hub_get_range(hub, repo, commit, path, 0, len, collect_sink, &c, &err);
+    rc = mfs_hub_get_range(hub, repo, commit, path, 0, len, check_collect_sink, &c, &err);
     same = rc == 0 && c.len == len && !memcmp(c.buf, want, len);
     if (!same)
         printf("# read back '%s': rc %d %s\n", path, rc, err.msg);
@@ -715,10 +698,10 @@ int main(void)
         for (i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
             unsigned char want[4096];
             size_t len = big - offs[i] < sizeof(want) ? (size_t)(big - offs[i]) : sizeof(want);
-            struct collect c = { chunk, 0, len };
+            struct check_collect c = { chunk, 0, len };
 
             gen_read(NULL, offs[i], len, want, NULL);
-            rc = mfs_hub_get_range(hub, REPO, res.commit, op.path, offs[i], len, collect_sink,
+            rc = mfs_hub_get_range(hub, REPO, res.commit, op.path, offs[i], len, check_collect_sink,
                                    &c, &err);
             if (rc < 0 || c.len != len || memcmp(chunk, want, len))
                 same = false;

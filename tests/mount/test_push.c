@@ -71,28 +71,11 @@ static void remember(struct base_src *bs, const struct mfs_entry *e, const char 
     bs->n++;
 }
 
-struct collect {
-    unsigned char *buf;
-    size_t len;
-    size_t cap;
-};
-
-static int collect_sink(void *ctx, const void *data, size_t len)
-{
-    struct collect *c = ctx;
-
-    if (c->len + len > c->cap)
-        return -EIO;
-    memcpy(c->buf + c->len, data, len);
-    c->len += len;
-    return 0;
-}
-
 static ssize_t base_read(void *ctx, const struct mfs_entry *e, uint64_t off, size_t len,
                          void *buf, struct mfs_err *err)
 {
     struct base_src *bs = ctx;
-    struct collect c = { buf, 0, len };
+    struct check_collect c = { buf, 0, len };
     size_t i;
     int rc;
 
@@ -105,7 +88,7 @@ static ssize_t base_read(void *ctx, const struct mfs_entry *e, uint64_t off, siz
         if (strcmp(bs->k[i].cid, mfs_entry_content_id(e)))
             continue;
         rc = mfs_hub_get_range(bs->hub, REPO, bs->k[i].commit, bs->k[i].path, off, len,
-                               collect_sink, &c, err);
+                               check_collect_sink, &c, err);
         return rc < 0 ? rc : (ssize_t)len;
     }
     return mfs_err_set(err, -EIO, "test: unknown remote blob '%s'", e->path);
@@ -171,20 +154,10 @@ static bool stage_has(struct mfs_stage *s, const char *path)
     return found;
 }
 
-static const struct mfs_entry *find(const struct mfs_entry *v, size_t n, const char *path)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (!strcmp(v[i].path, path))
-            return &v[i];
-    return NULL;
-}
-
 static bool read_back(struct mfs_hub *hub, const char *commit, const char *path,
                       const void *want, size_t len)
 {
-    struct collect c = { 0 };
+    struct check_collect c = { 0 };
     struct mfs_err err = MFS_ERR_INIT;
     bool same;
     int rc;
@@ -193,7 +166,7 @@ static bool read_back(struct mfs_hub *hub, const char *commit, const char *path,
         return true;
     c.cap = len;
     c.buf = malloc(len);
-    rc = mfs_hub_get_range(hub, REPO, commit, path, 0, len, collect_sink, &c, &err);
+    rc = mfs_hub_get_range(hub, REPO, commit, path, 0, len, check_collect_sink, &c, &err);
     same = rc == 0 && c.len == len && !memcmp(c.buf, want, len);
     if (!same)
         printf("# read back '%s': rc %d %s\n", path, rc, err.msg);
@@ -349,9 +322,10 @@ int main(void)
           read_back(hub, res.commit, "model.bin", lfs, sizeof(lfs)) &&
           read_back(hub, res.commit, "sub/notes.txt", notes, sizeof(notes) - 1),
           "remote bytes equal the staged ones");
-    e = find(res.entries, res.n_entries, "model.bin");
+    e = check_find_entry(res.entries, res.n_entries, "model.bin");
     CHECK(e && e->is_lfs && e->size == sizeof(lfs), "result lists the new tree (model.bin LFS)");
-    CHECK(!find(res.entries, res.n_entries, "emptydir"), "a made empty folder is not pushed");
+    CHECK(!check_find_entry(res.entries, res.n_entries, "emptydir"),
+          "a made empty folder is not pushed");
     CHECK(stage_count(stage) == 0, "the stage is empty after the push");
     mfs_push_progress_get(push, &prog);
     CHECK(!prog.running && prog.total > 0 && prog.done == prog.total,
@@ -360,7 +334,7 @@ int main(void)
     CHECK(mfs_cache_ref_get(cache, &repo, "main", got, NULL) == 0 && !strcmp(got, res.commit),
           "cache: main -> the new commit");
     CHECK(mfs_cache_tree_get(cache, &repo, res.commit, &tv, &tn, &ctime, NULL) == 0 &&
-          find(tv, tn, "sub/notes.txt") && ctime > 0, "cache: the new tree is stored");
+          check_find_entry(tv, tn, "sub/notes.txt") && ctime > 0, "cache: the new tree is stored");
     mfs_entries_free(tv, tn);
     mfs_buf_reset(&json);
     rc = mfs_push_last_json(push, &json, &err);
@@ -380,7 +354,7 @@ int main(void)
     stage_put(stage, "model.bin", lfs, sizeof(lfs));
     stage_put(stage, "config.json", cfg1, sizeof(cfg1) - 1);
     stage_do(stage, MFS_STAGE_OP_REMOTE, "sub/notes.txt", NULL,
-             find(b.v, b.n, "sub/notes.txt"));
+             check_find_entry(b.v, b.n, "sub/notes.txt"));
     rc = mfs_push_run(push, b.commit, b.v, b.n, NULL, &res, &err);
     CHECK(rc == 0 && !res.committed && res.bytes_uploaded == 0 && res.files_uploaded == 0,
           "unchanged re-push: 0 bytes, no commit (%llu bytes): %s",
@@ -396,7 +370,7 @@ int main(void)
     /* 3. A rename of an unchanged LFS file is not uploaded again; a
      * whiteout of a path the base lacks is dropped. */
     stage_do(stage, MFS_STAGE_OP_REMOTE, "weights/renamed.bin", NULL,
-             find(b.v, b.n, "model.bin"));
+             check_find_entry(b.v, b.n, "model.bin"));
     stage_do(stage, MFS_STAGE_OP_WHITEOUT, "model.bin", NULL, NULL);
     stage_do(stage, MFS_STAGE_OP_WHITEOUT, "never-there.txt", NULL, NULL);
     rc = mfs_push_run(push, b.commit, b.v, b.n, NULL, &res, &err);
@@ -405,7 +379,7 @@ int main(void)
           (unsigned long long)res.bytes_uploaded);
     CHECK(res.files_added == 1 && res.files_deleted == 1, "rename = 1 add + 1 delete (%zu, %zu)",
           res.files_added, res.files_deleted);
-    CHECK(!find(res.entries, res.n_entries, "model.bin") &&
+    CHECK(!check_find_entry(res.entries, res.n_entries, "model.bin") &&
           read_back(hub, res.commit, "weights/renamed.bin", lfs, sizeof(lfs)),
           "the remote holds the file under its new name only");
     mfs_push_result_release(&res);
@@ -420,8 +394,8 @@ int main(void)
     CHECK(rc == 0 && res.committed, "push replace + folder delete + big add: %s", err.msg);
     CHECK(read_back(hub, res.commit, "config.json", cfg2, sizeof(cfg2) - 1) &&
           read_back(hub, res.commit, "big.bin", big, sizeof(big)), "replaced and added bytes");
-    CHECK(!find(res.entries, res.n_entries, "sub/notes.txt") &&
-          !find(res.entries, res.n_entries, "sub"), "the folder is gone");
+    CHECK(!check_find_entry(res.entries, res.n_entries, "sub/notes.txt") &&
+          !check_find_entry(res.entries, res.n_entries, "sub"), "the folder is gone");
     CHECK(res.files_added == 2 && res.files_deleted == 1, "counts 2 added, 1 deleted (%zu, %zu)",
           res.files_added, res.files_deleted);
     mfs_push_result_release(&res);
@@ -451,8 +425,9 @@ int main(void)
           "last push JSON has the reason: %s", json.data);
     CHECK(base_load(hub, &b) == 0 && strcmp(b.commit, before), "remount: the new head");
     rc = mfs_push_run(push, b.commit, b.v, b.n, NULL, &res, &err);
-    CHECK(rc == 0 && res.committed && find(res.entries, res.n_entries, "x.txt") &&
-          !find(res.entries, res.n_entries, "big.bin"), "push over the new head: %s", err.msg);
+    CHECK(rc == 0 && res.committed && check_find_entry(res.entries, res.n_entries, "x.txt") &&
+          !check_find_entry(res.entries, res.n_entries, "big.bin"),
+          "push over the new head: %s", err.msg);
     CHECK(stage_count(stage) == 0, "stage empty after");
     mfs_push_result_release(&res);
 
@@ -470,11 +445,12 @@ int main(void)
     stage_do(stage, MFS_STAGE_OP_WHITEOUT, "dir2", NULL, NULL);
     stage_put(stage, "dir2", "now a file\n", 11);
     rc = mfs_push_run(push, b.commit, b.v, b.n, NULL, &res, &err);
-    e = find(res.entries, res.n_entries, "swap");
-    CHECK(rc == 0 && res.committed && e && e->is_dir && find(res.entries, res.n_entries,
+    e = check_find_entry(res.entries, res.n_entries, "swap");
+    CHECK(rc == 0 && res.committed && e && e->is_dir && check_find_entry(res.entries, res.n_entries,
           "swap/in.txt"), "file -> folder: 'swap/' holds in.txt: %s", err.msg);
-    e = find(res.entries, res.n_entries, "dir2");
-    CHECK(e && !e->is_dir && e->size == 11 && !find(res.entries, res.n_entries, "dir2/a"),
+    e = check_find_entry(res.entries, res.n_entries, "dir2");
+    CHECK(e && !e->is_dir && e->size == 11 &&
+          !check_find_entry(res.entries, res.n_entries, "dir2/a"),
           "folder -> file: 'dir2' is a file of 11 bytes");
     mfs_push_result_release(&res);
 
@@ -488,7 +464,8 @@ int main(void)
     CHECK(rc == 0 && res.committed && !strncmp(res.pr_ref, "refs/pr/", 8) &&
           strstr(res.pr_url, "/discussions/"), "create_pr -> %s %s: %s", res.pr_ref, res.pr_url,
           err.msg);
-    CHECK(find(res.entries, res.n_entries, "pr.txt") != NULL, "the result shows the PR's tree");
+    CHECK(check_find_entry(res.entries, res.n_entries, "pr.txt") != NULL,
+          "the result shows the PR's tree");
     CHECK(head_of(hub, "main", head) == 0 && !strcmp(head, b.commit), "main did not move");
     CHECK(head_of(hub, res.pr_ref, head) == 0 && !strcmp(head, res.commit),
           "the PR ref is at the pushed commit");
@@ -529,8 +506,9 @@ int main(void)
               (unsigned long long)prog.done, (unsigned long long)prog.total);
         stage_put(stage, "during2.txt", "late\n", 5);
         pthread_join(tid, NULL);
-        CHECK(t.rc == 0 && t.res.committed && find(t.res.entries, t.res.n_entries, "during1.bin")
-              && !find(t.res.entries, t.res.n_entries, "during2.txt"),
+        CHECK(t.rc == 0 && t.res.committed &&
+              check_find_entry(t.res.entries, t.res.n_entries, "during1.bin")
+              && !check_find_entry(t.res.entries, t.res.n_entries, "during2.txt"),
               "the push sent what was staged at its start: %s", t.err.msg);
         CHECK(stage_has(stage, "during2.txt") && !stage_has(stage, "during1.bin"),
               "the change made during the push is still staged");
