@@ -20,6 +20,7 @@
 #include "cache/cache.h"
 #include "cache/stage.h"
 #include "check.h"
+#include "check_db.h"
 #include "common/hash.h"
 
 #define CH MFS_CACHE_CHUNK
@@ -597,39 +598,6 @@ out:
 
 /* ---- links, remote bases, truncation, GC ---------------------------------------- */
 
-static int64_t db_int(const char *dir, const char *sql)
-{
-    char path[512];
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-
-    snprintf(path, sizeof(path), "%s/modelfs.db", dir);
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-static bool db_integrity_ok(const char *dir)
-{
-    char path[512];
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    bool ok = false;
-
-    snprintf(path, sizeof(path), "%s/modelfs.db", dir);
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        ok = !strcmp((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return ok;
-}
-
 #define ORPHANS "SELECT count(*) FROM stage_chunks WHERE (id >> 24) NOT IN " \
                 "(SELECT id FROM stage_objects WHERE refs > 0)"
 
@@ -676,7 +644,7 @@ static void test_links(const char *dir, struct fake_base *fb)
     rc = mfs_stage_apply(s, &rm, 1, NULL);
     CHECK(rc == 0 && staged_equals(s, "b.bin", want, CH + 1333),
           "removing the link source keeps the linked bytes");
-    CHECK(db_int(dir, ORPHANS) == 0, "no chunk without a referencing entry");
+    CHECK(check_db_int(dir, ORPHANS) == 0, "no chunk without a referencing entry");
 
     /* Truncate shrink then grow reads zeros, not the old bytes. */
     rc = mfs_stage_writer_open(s, "b.bin", MFS_STAGE_BASE_STAGED, NULL, 0644, &w, NULL);
@@ -722,7 +690,7 @@ static void test_links(const char *dir, struct fake_base *fb)
     for (i = 0; rc == 0 && i < 40; i++)
         if (mfs_stage_writer_write(w, i * CH, a, CH, NULL) != (ssize_t)CH)
             rc = -1;
-    ok = rc == 0 && db_int(dir, ORPHANS) > 0;
+    ok = rc == 0 && check_db_int(dir, ORPHANS) > 0;
     for (i = 0; ok && i < 40; i++) {
         unsigned char one[64];
 
@@ -737,9 +705,9 @@ static void test_links(const char *dir, struct fake_base *fb)
     for (i = 0; rc == 0 && i < 40; i++)
         if (mfs_stage_writer_write(w, i * CH, want, CH, NULL) != (ssize_t)CH)
             rc = -1;
-    CHECK(rc == 0 && db_int(dir, ORPHANS) > 0, "a big draft flushed chunks before commit");
+    CHECK(rc == 0 && check_db_int(dir, ORPHANS) > 0, "a big draft flushed chunks before commit");
     mfs_stage_writer_close(&w);
-    CHECK(db_int(dir, ORPHANS) == 0, "closing an uncommitted writer deletes its data");
+    CHECK(check_db_int(dir, ORPHANS) == 0, "closing an uncommitted writer deletes its data");
     mfs_stage_close(&s);
 out:
     free(a);
@@ -768,7 +736,7 @@ static void test_sequential(const char *dir)
     if (rc == 0)
         rc = mfs_stage_writer_commit(w, NULL);
     mfs_stage_writer_close(&w);
-    CHECK(rc == 0 && db_int(dir, "SELECT length(extents) FROM stage_entries "
+    CHECK(rc == 0 && check_db_int(dir, "SELECT length(extents) FROM stage_entries "
                                  "WHERE path = 'seq.bin'") == 25,
           "a 20 MiB sequential write is one extent");
     mfs_stage_close(&s);
@@ -968,12 +936,12 @@ static void test_clear(const char *dir)
     mfs_stage_totals(s, &n, &g);
     CHECK(rc == 0 && n == 0 && g == 0, "clear_upto(generation) empties the stage");
     /* The data goes in the background (a push does not wait for it). */
-    for (tries = 0; tries < 400 && (db_int(dir, "SELECT count(*) FROM stage_chunks") != 0 ||
-                                    db_int(dir, "SELECT count(*) FROM stage_objects") != 0);
+    for (tries = 0; tries < 400 && (check_db_int(dir, "SELECT count(*) FROM stage_chunks") != 0 ||
+                                    check_db_int(dir, "SELECT count(*) FROM stage_objects") != 0);
          tries++)
         usleep(25 * 1000);
-    CHECK(db_int(dir, "SELECT count(*) FROM stage_chunks") == 0 &&
-          db_int(dir, "SELECT count(*) FROM stage_objects") == 0,
+    CHECK(check_db_int(dir, "SELECT count(*) FROM stage_chunks") == 0 &&
+          check_db_int(dir, "SELECT count(*) FROM stage_objects") == 0,
           "clear_upto deletes the data no longer referenced (soon after)");
     mfs_stage_close(&s);
 }
@@ -1003,8 +971,8 @@ static void test_clear_then_close(const char *dir)
     if (rc == 0)
         mfs_stage_totals(s, &n, &bytes);
     CHECK(rc == 0 && n == 0 && bytes == 0 &&
-          db_int(dir, "SELECT count(*) FROM stage_chunks") == 0 &&
-          db_int(dir, "SELECT count(*) FROM stage_objects") == 0,
+          check_db_int(dir, "SELECT count(*) FROM stage_chunks") == 0 &&
+          check_db_int(dir, "SELECT count(*) FROM stage_objects") == 0,
           "clear_upto, then close at once: the next open deletes the data (%d)", rc);
     mfs_stage_close(&s);
 out:
@@ -1293,7 +1261,7 @@ static void test_crash(const char *dir)
             durable = false;
             break;
         }
-        integrity = integrity && db_integrity_ok(dir);
+        integrity = integrity && check_db_integrity_ok(dir);
         if (open_stage(dir, NULL, &s) < 0) {
             integrity = false;
             break;
@@ -1311,8 +1279,8 @@ static void test_crash(const char *dir)
             mfs_stage_entries_free(list, n);
         }
         mfs_stage_close(&s);
-        clean = clean && db_int(dir, ORPHANS) == 0 &&
-                db_int(dir, "SELECT count(*) FROM stage_objects WHERE refs <= 0") == 0;
+        clean = clean && check_db_int(dir, ORPHANS) == 0 &&
+                check_db_int(dir, "SELECT count(*) FROM stage_objects WHERE refs <= 0") == 0;
     }
     CHECK(last > 10, "the child committed before its kills (generation %llu)",
           (unsigned long long)last);
@@ -1384,7 +1352,7 @@ static void test_lock(const char *dir)
     close(ready[1]);
     close(go[0]);
     CHECK(read(ready[0], &c, 1) == 1, "lock: the child holds the stage with a draft");
-    CHECK(db_int(dir, ORPHANS) > 0, "lock: the child's draft chunks are in the database");
+    CHECK(check_db_int(dir, ORPHANS) > 0, "lock: the child's draft chunks are in the database");
     rc = mfs_stage_open(dir, &REPO, "main", NULL, NULL, &s, &err);
     snprintf(want, sizeof(want), "(pid %ld)", (long)pid);
     CHECK(rc == -EBUSY && !s, "lock: a second process's open fails with EBUSY (rc %d)", rc);
@@ -1518,7 +1486,7 @@ static void test_enospc(const char *base)
     mfs_stage_writer_close(&w2);
     mfs_stage_close(&s);
     CHECK(open_stage(dir, NULL, &s) == 0 && staged_equals(s, "keep.bin", keep, nkeep) &&
-          db_integrity_ok(dir), "after ENOSPC a reopen finds the committed data");
+          check_db_integrity_ok(dir), "after ENOSPC a reopen finds the committed data");
     mfs_stage_close(&s);
 out_umount:
     free(keep);

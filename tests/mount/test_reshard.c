@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -32,6 +31,7 @@
 #include "cache/cache.h"
 #include "cache/stage.h"
 #include "check.h"
+#include "check_db.h"
 #include "common/buf.h"
 #include "common/hash.h"
 #include "fs/reshard.h"
@@ -58,7 +58,8 @@ struct tree {
     struct mfs_reshard_file files[2 * MAX_TREE];
 };
 
-static long long stored_bytes(const char *dir);
+/* Bytes of written data the stage keeps (cache/stage.c's stage_chunks). */
+#define STORED_BYTES "SELECT total(length(data)) FROM stage_chunks"
 
 static const struct mfs_cache_repo repo = { "http://127.0.0.1:1", "model", "test/reshard" };
 
@@ -495,11 +496,11 @@ static void test_golden_staged(const cJSON *golden, const char *dir)
         CHECK(stage_file(&t, model, "model.safetensors", "model.safetensors", SIZE_MAX) == 0 &&
               stage_file(&t, model, "config.json", "config.json", SIZE_MAX) == 0,
               "%s: stage model.safetensors and config.json", label);
-        before = stored_bytes(dir);
+        before = check_db_int(dir, STORED_BYTES);
         CHECK(run(&t, max, false, &res, &e) == 0 && res.n_checkpoints == 1 &&
               res.n_shards == n_shards, "%s: resharded into %zu shards (got %zu)", label,
               n_shards, res.n_shards);
-        after = stored_bytes(dir);
+        after = check_db_int(dir, STORED_BYTES);
         /* "How: no tensor byte is copied" (fs/reshard.h): only headers and the index
          * are new data */
         CHECK(before >= 0 && after >= before && after - before < 64 * 1024,
@@ -743,43 +744,6 @@ static void test_variant(const cJSON *golden, const char *dir)
     free(orig);
 }
 
-/* Bytes of written data the stage keeps (cache/stage.c's stage_chunks
- * rows), or -1. */
-static long long stored_bytes(const char *dir)
-{
-    char path[1100];
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db = NULL;
-    long long n = -1;
-
-    snprintf(path, sizeof(path), "%s/modelfs.db", dir);
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "SELECT total(length(data)) FROM stage_chunks", -1, &st,
-                           NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
-}
-
-static int integrity_ok(const char *dir)
-{
-    char path[1100];
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db = NULL;
-    int ok = 0;
-
-    snprintf(path, sizeof(path), "%s/modelfs.db", dir);
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        ok = !strcmp((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return ok;
-}
-
 /* kill -9 of a reshard at a few delays: old or new, never a mix. */
 static void test_kill(const cJSON *golden, const char *dir)
 {
@@ -851,7 +815,8 @@ static void test_kill(const cJSON *golden, const char *dir)
             check_case(&t, c100, "after kill", NULL, orig, orig_len);
         n_old += old_ok;
         n_new += new_ok;
-        CHECK(integrity_ok(dir), "kill after %ld us: PRAGMA integrity_check ok", delays_us[d]);
+        CHECK(check_db_integrity_ok(dir), "kill after %ld us: PRAGMA integrity_check ok",
+              delays_us[d]);
         tree_close(&t);
     }
     printf("# kill -9: %d old, %d new\n", n_old, n_new);
