@@ -14,8 +14,16 @@
 #ifndef MFS_TESTS_CHECK_H
 #define MFS_TESTS_CHECK_H
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "common/err.h"
 
 static int check_failed_;
 static int check_count_;
@@ -42,6 +50,23 @@ static inline const char *check_data_dir(void)
     const char *d = getenv("MFS_DATA");
 
     return d && *d ? d : "data";
+}
+
+/* What a test's io callback over plain files answers: up to len bytes of
+ * file path from off into buf, the count (0 at the end); -ENOENT when the
+ * file is missing, else -EIO, with the reason in *err. */
+static inline ssize_t check_pread_file(const char *path, uint64_t off, size_t len, void *buf,
+                                       struct mfs_err *err)
+{
+    int fd = open(path, O_RDONLY);
+    ssize_t n;
+
+    if (fd < 0)
+        return mfs_err_set(err, errno == ENOENT ? -ENOENT : -EIO, "cannot open '%s': %s",
+                           path, strerror(errno));
+    n = pread(fd, buf, len, (off_t)off);
+    close(fd);
+    return n < 0 ? mfs_err_set(err, -EIO, "cannot read '%s'", path) : n;
 }
 
 /* Whole file into memory, NUL-terminated (the NUL not counted in *len);

@@ -30,9 +30,7 @@ static ssize_t repo_read(void *ctx, const char *path, uint64_t off, size_t len, 
                          struct mfs_err *err)
 {
     struct repo *r = ctx;
-    ssize_t got;
     size_t i;
-    int fd;
 
     if (r->fail_reads)
         return mfs_err_set(err, -EIO, "cannot read '%s': injected failure", path);
@@ -41,12 +39,7 @@ static ssize_t repo_read(void *ctx, const char *path, uint64_t off, size_t len, 
             break;
     if (i == r->n)
         return mfs_err_set(err, -ENOENT, "no file '%s'", path);
-    fd = open(r->real[i], O_RDONLY);
-    if (fd < 0)
-        return mfs_err_set(err, -EIO, "cannot open '%s'", r->real[i]);
-    got = pread(fd, buf, len, (off_t)off);
-    close(fd);
-    return got < 0 ? mfs_err_set(err, -EIO, "cannot read '%s'", path) : got;
+    return check_pread_file(r->real[i], off, len, buf, err);
 }
 
 static void repo_log(void *ctx, const char *path, const struct mfs_err *err)

@@ -35,20 +35,11 @@ static inline ssize_t ti_read(void *ctx, const char *path, uint64_t off, size_t 
 {
     struct ti_repo *r = ctx;
     char real[1400];
-    ssize_t got;
-    int fd;
 
     if (strstr(path, ".."))
         return mfs_err_set(err, -EINVAL, "bad path '%s'", path);
     snprintf(real, sizeof(real), "%s/%s", r->dir, path);
-    fd = open(real, O_RDONLY);
-    if (fd < 0)
-        return mfs_err_set(err, -EIO, "cannot open '%s': %s", path, strerror(errno));
-    got = pread(fd, buf, len, (off_t)off);
-    close(fd);
-    if (got < 0)
-        return mfs_err_set(err, -EIO, "cannot read '%s': %s", path, strerror(errno));
-    return got;
+    return check_pread_file(real, off, len, buf, err);
 }
 
 static inline int ti_cmp_file(const void *a, const void *b)

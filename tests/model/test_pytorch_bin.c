@@ -190,16 +190,9 @@ static ssize_t dir_read(void *ctx, const char *path, uint64_t off, size_t len, v
 {
     struct dir_io *d = ctx;
     char full[1400];
-    ssize_t r;
-    int fd;
 
     snprintf(full, sizeof(full), "%s/%s", d->dir, path);
-    fd = open(full, O_RDONLY);
-    if (fd < 0)
-        return mfs_err_set(err, -ENOENT, "no '%s'", path);
-    r = pread(fd, buf, len, (off_t)off);
-    close(fd);
-    return r;
+    return check_pread_file(full, off, len, buf, err);
 }
 
 static void test_sharded_index(void)

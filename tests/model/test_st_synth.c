@@ -30,16 +30,9 @@ static ssize_t dir_read(void *ctx, const char *path, uint64_t off, size_t len, v
 {
     const struct dir *d = ctx;
     char full[1400];
-    ssize_t r;
-    int fd;
 
     snprintf(full, sizeof(full), "%s/%s", d->path, path);
-    fd = open(full, O_RDONLY);
-    if (fd < 0)
-        return mfs_err_set(err, -ENOENT, "no '%s'", full);
-    r = pread(fd, buf, len, (off_t)off);
-    close(fd);
-    return r < 0 ? mfs_err_set(err, -EIO, "cannot read '%s'", full) : r;
+    return check_pread_file(full, off, len, buf, err);
 }
 
 static int open_dir(struct dir *d, const char *path, struct mfs_ckpt **c)

@@ -33,16 +33,9 @@ static ssize_t repo_read(void *ctx, const char *path, uint64_t off, size_t len, 
 {
     const struct repo *r = ctx;
     char real[1400];
-    ssize_t got;
-    int fd;
 
     snprintf(real, sizeof(real), "%s/%s", r->dir, path);
-    fd = open(real, O_RDONLY);
-    if (fd < 0)
-        return mfs_err_set(err, -EIO, "cannot open '%s'", real);
-    got = pread(fd, buf, len, (off_t)off);
-    close(fd);
-    return got < 0 ? mfs_err_set(err, -EIO, "cannot read '%s'", real) : got;
+    return check_pread_file(real, off, len, buf, err);
 }
 
 static int repo_load(struct repo *r, const char *dir)

@@ -68,21 +68,14 @@ static ssize_t base_read(void *ctx, const struct mfs_entry *e, uint64_t off, siz
 {
     const struct blobs *b = ctx;
     const char *cid = mfs_entry_content_id(e);
-    ssize_t got;
     size_t i;
-    int fd;
 
     for (i = 0; i < b->n; i++)
         if (!strcmp(b->cid[i], cid))
             break;
     if (i == b->n)
         return mfs_err_set(err, -EIO, "no blob '%s'", cid);
-    fd = open(b->real[i], O_RDONLY);
-    if (fd < 0)
-        return mfs_err_set(err, -EIO, "cannot open '%s'", b->real[i]);
-    got = pread(fd, buf, len, (off_t)off);
-    close(fd);
-    return got < 0 ? mfs_err_set(err, -EIO, "cannot read '%s'", b->real[i]) : got;
+    return check_pread_file(b->real[i], off, len, buf, err);
 }
 
 static void model_path(char *out, size_t size, const char *model, const char *file)

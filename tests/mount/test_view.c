@@ -35,17 +35,10 @@ static ssize_t dir_read(void *ctx, const struct mfs_entry *e, uint64_t stream, u
 {
     struct dir_reader *d = ctx;
     char path[2048];
-    ssize_t n;
-    int fd;
 
     (void)stream;
     snprintf(path, sizeof(path), "%s/%s", d->dir, e->path);
-    fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return mfs_err_set(err, -EIO, "cannot open '%s'", path);
-    n = pread(fd, buf, len, (off_t)off);
-    close(fd);
-    return n < 0 ? mfs_err_set(err, -EIO, "cannot read '%s'", path) : n;
+    return check_pread_file(path, off, len, buf, err);
 }
 
 /* Synthetic content: byte i of a file is (i * 7 + strlen(path)) & 0xff. */

@@ -36,16 +36,9 @@ static ssize_t disk_read(const struct mfs_entry *e, uint64_t off, size_t len, vo
                          struct mfs_err *err)
 {
     char path[2048];
-    ssize_t n;
-    int fd;
 
     snprintf(path, sizeof(path), "%s/%s", g_dir, e->path);
-    fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return mfs_err_set(err, -EIO, "cannot open '%s'", path);
-    n = pread(fd, buf, len, (off_t)off);
-    close(fd);
-    return n < 0 ? mfs_err_set(err, -EIO, "cannot read '%s'", path) : n;
+    return check_pread_file(path, off, len, buf, err);
 }
 
 static ssize_t view_read(void *ctx, const struct mfs_entry *e, uint64_t stream, uint64_t off,
