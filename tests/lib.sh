@@ -5,6 +5,9 @@
 #   hub_start [serve options]    start `modelfs hub serve` on 127.0.0.1, port 0,
 #                                root $MFS_TMP/hub; sets HUB_URL, HUB_PID, HUB_ROOT
 #   hub_import SRC REPO [opts]   `modelfs hub import` into HUB_ROOT
+#   js_client_ready DIR          node and the @huggingface/hub version DIR's
+#                                package.json pins (npm install in DIR if
+#                                missing or another); a "not ok" line and 1 if not
 #   cleanup runs at exit: kills the hub, unmounts what the test mounted.
 set -u
 MFS_TMP=${MFS_TMP:-$(mktemp -d /tmp/mfs-test.XXXXXX)}
@@ -18,6 +21,23 @@ fail() { echo "not ok - $*"; }
 check() {
     local desc=$1; shift
     if "$@" >/dev/null 2>&1; then ok "$desc"; else fail "$desc"; fi
+}
+
+js_client_ready() {
+    local dir=$1
+    if ! command -v node >/dev/null 2>&1; then
+        fail "node is installed (tools/deps.sh installs nodejs)"
+        return 1
+    fi
+    local pkg=$dir/node_modules/@huggingface/hub/package.json want have
+    want=$(sed -n 's/.*"@huggingface\/hub": *"\([^"]*\)".*/\1/p' "$dir/package.json")
+    have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$pkg" 2>/dev/null | head -1)
+    if [ "$want" != "$have" ]; then
+        if ! (cd "$dir" && npm install --no-audit --no-fund >"$MFS_TMP/npm.log" 2>&1); then
+            fail "npm install @huggingface/hub: $(tail -3 "$MFS_TMP/npm.log" | tr '\n' ' ')"
+            return 1
+        fi
+    fi
 }
 
 # hub_start [options]: the server prints "modelfs hub: serving http://HOST:PORT"

@@ -13,22 +13,7 @@ MFS_ROOT=${MFS_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$MFS_ROOT/tests/lib.sh"
 
 JS=$MFS_ROOT/tests/js
-if ! command -v node >/dev/null 2>&1; then
-    fail "node is installed (tools/deps.sh installs nodejs)"
-    exit 1
-fi
-if [ ! -f "$JS/node_modules/@huggingface/hub/package.json" ]; then
-    if ! (cd "$JS" && npm install --no-audit --no-fund >"$MFS_TMP/npm.log" 2>&1); then
-        fail "npm install @huggingface/hub: $(tail -3 "$MFS_TMP/npm.log" | tr '\n' ' ')"
-        exit 1
-    fi
-fi
-want=$(sed -n 's/.*"@huggingface\/hub": *"\([^"]*\)".*/\1/p' "$JS/package.json")
-have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
-    "$JS/node_modules/@huggingface/hub/package.json" | head -1)
-if [ "$want" != "$have" ]; then
-    (cd "$JS" && npm install --no-audit --no-fund >"$MFS_TMP/npm.log" 2>&1)
-fi
+js_client_ready "$JS" || exit 1
 
 # Two users: the owner of every repo below, and someone else.
 export HUB_USER=alice

@@ -24,16 +24,7 @@ unset HF_HUB_OFFLINE
 printf '%s alice\n' "$HF_TOKEN" >"$MFS_TMP/tokens"
 export MFS_CACHE=$MFS_TMP/cache
 
-if ! command -v node >/dev/null 2>&1; then
-    fail "node is installed (tools/deps.sh installs nodejs)"
-    exit 1
-fi
-if [ ! -f "$JS_DIR/node_modules/@huggingface/hub/package.json" ]; then
-    if ! (cd "$JS_DIR" && npm install --no-audit --no-fund >"$MFS_TMP/npm.log" 2>&1); then
-        fail "npm install @huggingface/hub: $(tail -3 "$MFS_TMP/npm.log" | tr '\n' ' ')"
-        exit 1
-    fi
-fi
+js_client_ready "$JS_DIR" || exit 1
 
 hub_start --token-file "$MFS_TMP/tokens" || exit 1
 PORT=${HUB_URL##*:}
