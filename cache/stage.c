@@ -65,6 +65,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/hash.h"
 
 #define STAGE_SCHEMA 1                      /* stage_meta 'schema' this code reads */
@@ -963,14 +964,6 @@ static bool stage_ckpt_nap(struct mfs_stage *s, long ms)
     return !stop;
 }
 
-static int64_t stage_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The lazy GC after a clear.  Its transactions hold the database's write
  * lock, which the cache's own connections (the push recording its new
  * commit, fetches) then wait for in SQLite's busy handler, sleeping up to
@@ -981,7 +974,7 @@ static int64_t stage_mono_ms(void)
  * at least as long as a step took. */
 static void stage_gc_run(struct mfs_stage *s)
 {
-    int64_t since = stage_mono_ms();
+    int64_t since = mfs_clock_ms();
     int64_t t;
     int64_t last;
     long ms;
@@ -993,14 +986,14 @@ static void stage_gc_run(struct mfs_stage *s)
         pthread_mutex_lock(&s->lock);
         last = s->last_write_ms;
         pthread_mutex_unlock(&s->lock);
-        t = stage_mono_ms();
+        t = mfs_clock_ms();
         if (t - last < STAGE_GC_IDLE_MS && t - since < STAGE_GC_WAIT_MS) {
             rc = 1;
             ms = STAGE_GC_IDLE_MS;          /* a writer is busy: later */
             continue;
         }
         rc = stage_gc_step(s);
-        ms = (long)(stage_mono_ms() - t);
+        ms = (long)(mfs_clock_ms() - t);
         if (ms < STAGE_GC_REST_MS)
             ms = STAGE_GC_REST_MS;
     } while (rc > 0 && stage_ckpt_nap(s, ms));
@@ -1571,7 +1564,7 @@ static int stage_writer_flush(struct mfs_stage_writer *w, bool all, struct mfs_e
     int rc;
 
     pthread_mutex_lock(&s->lock);
-    s->last_write_ms = stage_mono_ms();
+    s->last_write_ms = mfs_clock_ms();
     rc = stage_exec(s, ST_BEGIN, err);
     if (rc == 0) {
         rc = stage_writer_put_chunks_locked(w, all, err);

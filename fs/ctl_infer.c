@@ -53,6 +53,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "fs/control.h"
 #include "fs/view.h"
 #include "model/config.h"
@@ -111,14 +112,6 @@ struct embed_job {
     size_t n;
     bool mean;                              /* pooling "mean" instead of CLS/pooler */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- repo files, config and tokenizer ----------------------------------- */
 
@@ -381,7 +374,7 @@ static int model_load(struct infer *in, const struct mfs_model_load_opts *opts,
     struct mfs_ckpt_file *files = NULL;
     struct infer_model *im;
     size_t n = 0;
-    double t0 = now_s();
+    double t0 = mfs_clock_s();
     int rc;
 
     *imp = NULL;
@@ -399,7 +392,7 @@ static int model_load(struct infer *in, const struct mfs_model_load_opts *opts,
     free(files);
     if (rc < 0)
         goto out_free_im;
-    im->seconds = now_s() - t0;
+    im->seconds = mfs_clock_s() - t0;
     im->refs = 1;
     *imp = im;
     return 0;
@@ -794,7 +787,7 @@ static int gen_work(struct mfs_ctl_reply *reply, void *arg, struct mfs_err *err)
     struct mfs_gen_callbacks cb = { gen_on_token, gen_detok, job };
     struct mfs_gen_result res = { 0 };
     struct infer_model *im = NULL;
-    double t0 = now_s();
+    double t0 = mfs_clock_s();
     double load_s;
     char *rest = NULL;
     cJSON *root;
@@ -806,7 +799,7 @@ static int gen_work(struct mfs_ctl_reply *reply, void *arg, struct mfs_err *err)
         mfs_err_wrap(err, rc, "cannot load '%s'", mfs_view_repo_id(job->in->view));
         goto out_error;
     }
-    load_s = now_s() - t0;
+    load_s = mfs_clock_s() - t0;
     rc = mfs_model_generate(im->m, job->ids, job->n_prompt, &job->params, &cb, &res, err);
     model_put(job->in, im);
     if (rc < 0)

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "hub/upload.h"
 
 enum last_status {
@@ -653,14 +654,6 @@ static void count_changes(const struct base_index *bi, const struct mfs_entry *n
     free(ni.v);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void record_last(struct mfs_push *p, int rc, const struct mfs_push_result *res,
                         const struct mfs_err *err)
 {
@@ -733,7 +726,7 @@ int mfs_push_run(struct mfs_push *p, const char *base_commit, const struct mfs_e
     char message[512];
     size_t nse = 0;
     uint64_t gen;
-    double t0 = now_s();
+    double t0 = mfs_clock_s();
     int rc;
 
     memset(res, 0, sizeof(*res));
@@ -806,7 +799,7 @@ out_free_list:
 out_free_index:
     free(bi.v);
 out_record:
-    res->seconds = now_s() - t0;
+    res->seconds = mfs_clock_s() - t0;
     if (rc < 0)
         mfs_push_result_release(res);
     record_last(p, rc, res, err);

@@ -32,6 +32,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/clock.h"
+
 #define HUB_POOL_MAX 32                     /* idle easy handles kept */
 #define HUB_MAX_TRIES 4                     /* attempts per call */
 #define HUB_BACKOFF_MS 100                  /* first retry wait, doubled each time */
@@ -93,14 +95,6 @@ struct hub_xfer {
     uint64_t sent;                          /* streamed body bytes handed to libcurl */
     char etag[160];                         /* ETag of the final response */
 };
-
-static int64_t hub_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void hub_share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ctx)
 {
@@ -396,7 +390,7 @@ static size_t hub_on_header(char *data, size_t size, size_t nitems, void *ctx)
     const char *v;
     size_t vlen;
 
-    *x->last_progress_ms = hub_now_ms();
+    *x->last_progress_ms = mfs_clock_ms();
     if (n >= 5 && !strncmp(data, "HTTP/", 5)) {
         const char *sp = memchr(data, ' ', n);
 
@@ -465,7 +459,7 @@ static size_t hub_on_body(char *data, size_t size, size_t nitems, void *ctx)
     size_t n = size * nitems;
     int rc;
 
-    *x->last_progress_ms = hub_now_ms();
+    *x->last_progress_ms = mfs_clock_ms();
     if (x->status >= 300 && x->status < 400)
         return n;                           /* a redirect's own body */
     if (x->ranged && x->status >= 200 && x->status < 300) {
@@ -506,7 +500,7 @@ static int hub_on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl
         x->shut = true;
         return 1;
     }
-    if (hub_now_ms() - *x->last_progress_ms > x->hub->timeout_ms) {
+    if (mfs_clock_ms() - *x->last_progress_ms > x->hub->timeout_ms) {
         x->stalled = true;
         return 1;
     }
@@ -535,7 +529,7 @@ static size_t hub_on_read(char *buf, size_t size, size_t nitems, void *ctx)
         return CURL_READFUNC_ABORT;
     }
     x->sent += n;
-    *x->last_progress_ms = hub_now_ms();
+    *x->last_progress_ms = mfs_clock_ms();
     if (s->sent)
         s->sent(s->sent_ctx, x->sent);
     return n;
@@ -707,7 +701,7 @@ static int hub_call(struct mfs_hub *hub, struct hub_call *call, struct mfs_err *
     struct hub_handle *h;
     char errbuf[CURL_ERROR_SIZE];
     char reason[200];
-    int64_t last_progress = hub_now_ms();
+    int64_t last_progress = mfs_clock_ms();
     uint64_t done = 0;                      /* range bytes delivered by earlier attempts */
     long backoff = HUB_BACKOFF_MS;
     int tries = 0;
@@ -846,7 +840,7 @@ static int hub_call(struct mfs_hub *hub, struct hub_call *call, struct mfs_err *
         if (x.retry_after_s >= 0)
             wait_ms = x.retry_after_s * 1000;
         /* Never start an attempt past the no-progress bound. */
-        if (hub_now_ms() + wait_ms - last_progress >= hub->timeout_ms)
+        if (mfs_clock_ms() + wait_ms - last_progress >= hub->timeout_ms)
             break;
         hub_sleep(hub, wait_ms);
         if (atomic_load(&hub->shutdown)) {

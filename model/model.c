@@ -13,6 +13,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "common/clock.h"
+
 #define STAGE_BYTES (1u << 20)              /* converted bytes uploaded per step */
 #define MAX_CONFIG (16u << 20)              /* config.json we accept */
 
@@ -1181,14 +1183,6 @@ void mfs_gen_result_release(struct mfs_gen_result *r)
     r->n_ids = 0;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 /* Index of the first stop string found in text, or -1. */
 static int find_stop(const struct mfs_gen_params *p, const char *text)
 {
@@ -1251,10 +1245,10 @@ int mfs_model_generate(const struct mfs_model *m, const int32_t *prompt, size_t 
     res->stop = MFS_GEN_STOP_LENGTH;
     if (max_new == 0)
         goto out_free;
-    t0 = now_ms();
+    t0 = mfs_clock_s();
     rc = mfs_model_forward(m, s, prompt, n_prompt, 0, logits, err);
-    res->prefill_ms = now_ms() - t0;
-    t0 = now_ms();
+    res->prefill_ms = (mfs_clock_s() - t0) * 1e3;
+    t0 = mfs_clock_s();
     for (i = 0; rc == 0; i++) {
         int32_t id;
         size_t e;
@@ -1296,7 +1290,7 @@ int mfs_model_generate(const struct mfs_model *m, const int32_t *prompt, size_t 
         }
         rc = mfs_model_forward(m, s, &id, 1, 0, logits, err);
     }
-    res->decode_ms = now_ms() - t0;
+    res->decode_ms = (mfs_clock_s() - t0) * 1e3;
 
 out_free:
     if (rc < 0)

@@ -22,8 +22,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "model/shard.h"
 
 #define RA_CHUNK MFS_MODEL_RA_CHUNK
@@ -91,14 +91,6 @@ static bool ra_wait(struct mfs_model_readahead *ra, uint64_t n)
     return go;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void *ra_main(void *arg)
 {
     struct mfs_model_readahead *ra = arg;
@@ -123,11 +115,11 @@ static void *ra_main(void *arg)
                 done += n;
                 continue;
             }
-            t0 = now_s();
+            t0 = mfs_clock_s();
             got = ra->src->read(ra->src->ctx, t->file, t->offset + done, n, ra->buf, &err);
             if (got <= 0)
                 return NULL;                /* the loader meets it too, and says why */
-            if (got >= (ssize_t)(RA_CHUNK / 4) && (double)got > RA_MEM_BPS * (now_s() - t0)) {
+            if (got >= (ssize_t)(RA_CHUNK / 4) && (double)got > RA_MEM_BPS * (mfs_clock_s() - t0)) {
                 skip = next_skip;
                 next_skip = next_skip * 2 < RA_SKIP_MAX ? next_skip * 2 : RA_SKIP_MAX;
             } else if (got >= (ssize_t)(RA_CHUNK / 4)) {

@@ -51,6 +51,7 @@
 #include "cache/cache.h"
 #include "cache/stage.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/size.h"
@@ -937,15 +938,6 @@ out_report:
 static bool mount_lookup(const char *mnt, char *type, size_t n);
 static int run_fusermount(const char *mnt, bool lazy);
 
-/* Milliseconds of CLOCK_MONOTONIC. */
-static long mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int mfs_cli_mount(int argc, char **argv)
 {
     struct mount_opts o;
@@ -1008,11 +1000,11 @@ int mfs_cli_mount(int argc, char **argv)
     /* Every step of start-up is bounded by the stall timeout, but a bug
      * must not leave the caller (a shell, mount(8), a boot) waiting
      * forever: past the deadline the daemon is killed and the mount fails. */
-    start_ms = mono_ms();
+    start_ms = mfs_clock_ms();
     wait_ms = o.timeout_ms * 4 > 120000 ? o.timeout_ms * 4 : 120000;
     while (got < sizeof(buf) - 1) {
         struct pollfd pfd = { fds[0], POLLIN, 0 };
-        long left = wait_ms - (mono_ms() - start_ms);
+        long left = wait_ms - (mfs_clock_ms() - start_ms);
         ssize_t r;
 
         if (left <= 0) {
